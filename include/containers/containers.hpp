@@ -1,0 +1,9 @@
+// The umbrella header: everything the library offers. The library's own headers never include it.
+#pragma once
+
+#include "container.hpp"            // IWYU pragma: export
+#include "detail/rcu.hpp"           // IWYU pragma: export (read_section)
+#include "hierarchy.hpp"            // IWYU pragma: export
+#include "subsystem_concepts.hpp"   // IWYU pragma: export
+#include "task_traits.hpp"          // IWYU pragma: export
+#include "views.hpp"                // IWYU pragma: export

@@ -1,0 +1,32 @@
+// A mutex that knows its owner, so that debug builds can assert "held by me" the way the kernel's
+// lockdep_assert_held does, and catch a hook that calls back into a locking operation.
+#pragma once
+
+#include <atomic>
+#include <cassert>
+#include <mutex>
+#include <thread>
+
+namespace containers::detail {
+
+class owned_mutex {
+public:
+    void lock() noexcept {
+        assert(!held_by_me() && "containers: lock taken twice by one thread (a hook called a locking operation?)");
+        mutex_.lock();
+        owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    }
+    void unlock() noexcept {
+        owner_.store(std::thread::id{}, std::memory_order_relaxed);
+        mutex_.unlock();
+    }
+    [[nodiscard]] bool held_by_me() const noexcept {
+        return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+    }
+
+private:
+    std::mutex mutex_;
+    std::atomic<std::thread::id> owner_{};
+};
+
+}  // namespace containers::detail

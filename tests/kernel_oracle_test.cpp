@@ -1,0 +1,86 @@
+// The kernel as the oracle: the same names and operations against /sys/fs/cgroup/cpuset (under a
+// directory of our own) and against the library must give the same errno, case by case.
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace containers;
+using test::C;
+using test::H;
+
+namespace {
+int kernel_mkdir(std::string const& dir, std::string const& name) {
+    std::string const p = dir + "/" + name;
+    if (::mkdir(p.c_str(), 0755) != 0) return errno;
+    ::rmdir(p.c_str());
+    return 0;
+}
+}  // namespace
+
+TEST_CASE("mkdir names give the kernel's errors", "[tree][names][kernel]") {
+    auto scratch = test::kernel_scratch::make();
+    if (!scratch) CONTAINERS_SKIP("the cgroup v1 cpuset hierarchy is not mounted writable at /sys/fs/cgroup/cpuset");
+    H h;
+    C* sub = nullptr;
+    REQUIRE_FALSE(h.mkdir(h.top(), "sub", &sub));
+    REQUIRE(::mkdir((scratch->path() + "/taken").c_str(), 0755) == 0);
+    REQUIRE_FALSE(h.mkdir(*sub, "taken"));
+    // (The empty name is left out: "dir/" names dir itself, so the kernel cannot be asked.)
+    auto const name = GENERATE(std::string("."), std::string(".."), std::string("a\nb"),
+                               std::string("taken"), std::string("tasks"), std::string("cgroup.procs"),
+                               std::string("notify_on_release"), std::string("cgroup.clone_children"),
+                               std::string("release_agent"), std::string("a b"), std::string("\x01\x7f"),
+                               std::string(300, 'x'), std::string(4000, 'x'), std::string(5000, 'x'), std::string("a/b"));
+    CAPTURE(name.size(), name.substr(0, 20));
+    int const kernel = kernel_mkdir(scratch->path(), name);
+    std::error_code const lib = h.mkdir(*sub, name);
+    CHECK(lib.value() == kernel);
+    if (!lib) REQUIRE_FALSE(h.rmdir(*[&] { C* c = nullptr; REQUIRE_FALSE(h.lookup("/sub/" + name, c)); return c; }()));
+}
+
+TEST_CASE("removal and attach errors match the kernel's", "[tree][tasks][kernel]") {
+    auto scratch = test::kernel_scratch::make();
+    if (!scratch) CONTAINERS_SKIP("the cgroup v1 cpuset hierarchy is not mounted writable at /sys/fs/cgroup/cpuset");
+    std::string const k = scratch->path();
+    H h;
+    C* sub = nullptr;
+    REQUIRE_FALSE(h.mkdir(h.top(), "sub", &sub));
+
+    // rmdir of a container with a child: EBUSY on both.
+    REQUIRE(::mkdir((k + "/p").c_str(), 0755) == 0);
+    REQUIRE(::mkdir((k + "/p/c").c_str(), 0755) == 0);
+    C* p = nullptr;
+    C* c = nullptr;
+    REQUIRE_FALSE(h.mkdir(*sub, "p", &p));
+    REQUIRE_FALSE(h.mkdir(*p, "c", &c));
+    errno = 0;
+    CHECK(::rmdir((k + "/p").c_str()) == -1);
+    CHECK(h.rmdir(*p).value() == errno);
+
+    // Removing twice: ENOENT on both; mkdir below a removed one: ENOENT on both.
+    REQUIRE(::rmdir((k + "/p/c").c_str()) == 0);
+    REQUIRE_FALSE(h.rmdir(*c));
+    errno = 0;
+    CHECK(::rmdir((k + "/p/c").c_str()) == -1);
+    read_section rs;
+    CHECK(h.rmdir(*c).value() == errno);
+    errno = 0;
+    CHECK(::mkdir((k + "/p/c/x").c_str(), 0755) == -1);
+    CHECK(h.mkdir(*c, "x").value() == errno);
+
+    // Attaching a tid that does not exist: ESRCH on both.
+    pid_t const missing = 4'194'304 + 7;
+    int fd = ::open((k + "/tasks").c_str(), O_WRONLY);
+    REQUIRE(fd >= 0);
+    std::string const s = std::to_string(missing);
+    errno = 0;
+    CHECK(::write(fd, s.data(), s.size()) == -1);
+    int const kernel = errno;
+    ::close(fd);
+    CHECK(h.attach(missing, *sub).value() == kernel);
+}

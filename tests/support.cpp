@@ -1,0 +1,87 @@
+#include "support.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace test {
+
+namespace {
+constexpr char const* cpuset_root = "/sys/fs/cgroup/cpuset";
+
+void copy_file(std::string const& from, std::string const& to) {
+    char buf[4096];
+    int in = ::open(from.c_str(), O_RDONLY);
+    if (in < 0) return;
+    ssize_t n = ::read(in, buf, sizeof buf);
+    ::close(in);
+    if (n <= 0) return;
+    int out = ::open(to.c_str(), O_WRONLY);
+    if (out < 0) return;
+    (void)!::write(out, buf, static_cast<size_t>(n));
+    ::close(out);
+}
+
+// Moves every task back to the parent and removes the tree, deepest first.
+void remove_tree(std::string const& dir, std::string const& parent_tasks) {
+    if (DIR* d = ::opendir(dir.c_str())) {
+        std::vector<std::string> subdirs;
+        while (dirent* e = ::readdir(d)) {
+            std::string n = e->d_name;
+            if (n != "." && n != ".." && e->d_type == DT_DIR) subdirs.push_back(dir + "/" + n);
+        }
+        ::closedir(d);
+        for (auto const& s : subdirs) remove_tree(s, dir + "/tasks");
+    }
+    if (FILE* f = std::fopen((dir + "/tasks").c_str(), "re")) {
+        int tid;
+        while (std::fscanf(f, "%d", &tid) == 1) {
+            int out = ::open(parent_tasks.c_str(), O_WRONLY);
+            if (out >= 0) {
+                std::string s = std::to_string(tid);
+                (void)!::write(out, s.data(), s.size());
+                ::close(out);
+            }
+        }
+        std::fclose(f);
+    }
+    ::rmdir(dir.c_str());
+}
+}  // namespace
+
+std::optional<kernel_scratch> kernel_scratch::make() {
+    std::string root = cpuset_root;
+    if (::access((root + "/tasks").c_str(), W_OK) != 0) return std::nullopt;
+    std::string p = root + "/containers-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand());
+    if (::mkdir(p.c_str(), 0755) != 0) return std::nullopt;
+    // A new cpuset starts empty; give it the parent's CPUs and nodes so that tasks may join.
+    copy_file(root + "/cpuset.cpus", p + "/cpuset.cpus");
+    copy_file(root + "/cpuset.mems", p + "/cpuset.mems");
+    return kernel_scratch(p);
+}
+
+kernel_scratch::~kernel_scratch() {
+    if (!path_.empty()) remove_tree(path_, std::string(cpuset_root) + "/tasks");
+}
+
+pid_t spawn_sleeper() {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        for (;;) ::pause();
+    }
+    return pid;
+}
+
+void kill_and_reap(pid_t pid) {
+    ::kill(pid, SIGKILL);
+    int st;
+    ::waitpid(pid, &st, 0);
+}
+
+}  // namespace test

@@ -1,0 +1,163 @@
+// Shared test fixtures: a recording subsystem whose hooks log what they see and fail on demand,
+// threads that wait to be told to exit, and a scratch directory in the kernel's cpuset hierarchy.
+#pragma once
+
+#include <containers/containers.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace test {
+
+using H = containers::hierarchy<>;
+using C = H::container;
+
+/// What the hooks of every recorder saw, in order: "name:hook:path[:ids]".
+struct journal {
+    std::vector<std::string> events;
+    void add(std::string e) { events.push_back(std::move(e)); }
+    void clear() { events.clear(); }
+};
+
+inline std::string ids_of(containers::task_set<C> t) {
+    std::string s;
+    for (auto const& m : t) s += (s.empty() ? "" : ",") + std::to_string(m.id) + "<" + m.from->owner().path(*m.from);
+    return s;
+}
+
+/// A subsystem that records its hooks and can be told to fail in one of them.
+template <int N>
+struct recorder : containers::subsystem_tag {
+    static constexpr std::string_view name = N == 0 ? "rec0" : N == 1 ? "rec1" : "rec2";
+    struct state {
+        int creations = 0;
+        std::string where;
+    };
+
+    journal* log;
+    std::optional<std::string> fail_create;      // container name whose create fails ("" = the top one)
+    std::optional<std::string> fail_populate;
+    std::optional<std::string> fail_can_attach;  // destination name that vetoes
+    bool throw_instead = false;   // fail by throwing rather than returning
+    std::errc error = std::errc::invalid_argument;
+
+    explicit recorder(journal& j) : log(&j) {}
+
+    std::error_code fail(char const* hook) const {
+        if (throw_instead) throw std::runtime_error(hook);
+        return std::make_error_code(error);
+    }
+    std::string tag(char const* hook, C const& c) const { return std::string(name) + ":" + hook + ":" + c.owner().path(c); }
+
+    std::error_code create(state& s, C& c) {
+        log->add(tag("create", c));
+        if (c.name() == fail_create) return fail("create");
+        s.creations++;
+        s.where = c.owner().path(c);
+        return {};
+    }
+    void destroy(state&, C& c) noexcept { log->add(tag("destroy", c)); }
+    std::error_code populate(state&, C& c) {
+        log->add(tag("populate", c));
+        if (c.name() == fail_populate) return fail("populate");
+        return {};
+    }
+    std::error_code can_attach(state&, C& c, containers::task_set<C> t) {
+        log->add(tag("can_attach", c) + ":" + ids_of(t));
+        if (c.name() == fail_can_attach) return fail("can_attach");
+        return {};
+    }
+    void cancel_attach(state&, C& c, containers::task_set<C> t) noexcept { log->add(tag("cancel_attach", c) + ":" + ids_of(t)); }
+    void attach(state&, C& c, containers::task_set<C> t) noexcept {
+        log->add(tag("attach", c) + ":" + ids_of(t) + (c.owner().callback_lock_held() ? ":cb" : ":nocb"));
+    }
+    void post_attach(state&, C& c, containers::task_set<C> t) noexcept {
+        log->add(tag("post_attach", c) + ":" + ids_of(t) + (c.owner().callback_lock_held() ? ":cb" : ":nocb"));
+    }
+    void fork(state&, C& c, pid_t parent, pid_t child) noexcept {
+        log->add(tag("fork", c) + ":" + std::to_string(parent) + ">" + std::to_string(child));
+    }
+    void exit(state&, C& c, pid_t t) noexcept { log->add(tag("exit", c) + ":" + std::to_string(t)); }
+};
+
+/// A thread that reports its tid, runs `body` (if any), then waits until released.
+class parked_thread {
+public:
+    template <class F>
+    explicit parked_thread(F body) {
+        thread_ = std::thread([this, body]() mutable {
+            {
+                std::lock_guard g(mutex_);
+                tid_ = containers::thread_task_traits::self();
+            }
+            body();
+            std::unique_lock g(mutex_);
+            started_ = true;
+            changed_.notify_all();
+            changed_.wait(g, [this] { return released_; });
+        });
+        std::unique_lock g(mutex_);
+        changed_.wait(g, [this] { return started_; });
+    }
+    parked_thread() : parked_thread([] {}) {}
+    ~parked_thread() { join(); }
+    parked_thread(parked_thread const&) = delete;
+    parked_thread& operator=(parked_thread const&) = delete;
+
+    [[nodiscard]] pid_t tid() const {
+        std::lock_guard g(mutex_);
+        return tid_;
+    }
+    void join() {
+        {
+            std::lock_guard g(mutex_);
+            released_ = true;
+        }
+        changed_.notify_all();
+        if (thread_.joinable()) thread_.join();
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::condition_variable changed_;
+    pid_t tid_ = 0;
+    bool started_ = false;
+    bool released_ = false;
+    std::thread thread_;
+};
+
+/// A directory of our own under the kernel's cgroup v1 cpuset hierarchy, removed (with everything
+/// below it) at scope exit. Empty optional where the hierarchy is not mounted writable.
+class kernel_scratch {
+public:
+    static std::optional<kernel_scratch> make();
+    ~kernel_scratch();
+    kernel_scratch(kernel_scratch&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+    kernel_scratch(kernel_scratch const&) = delete;
+    kernel_scratch& operator=(kernel_scratch const&) = delete;
+    [[nodiscard]] std::string const& path() const { return path_; }
+
+private:
+    explicit kernel_scratch(std::string p) : path_(std::move(p)) {}
+    std::string path_;
+};
+
+/// Creates a pid that runs until killed (a child process), and reaps it.
+pid_t spawn_sleeper();
+void kill_and_reap(pid_t pid);
+
+}  // namespace test
+
+// Catch2 2.x has no SKIP: say so on the console (CTest reports the test as skipped, see
+// SKIP_REGULAR_EXPRESSION in tests/CMakeLists.txt) and leave the test.
+#define CONTAINERS_SKIP(msg)            \
+    do {                                \
+        WARN("SKIPPED: " << msg);       \
+        return;                         \
+    } while (false)
