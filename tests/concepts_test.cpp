@@ -12,7 +12,7 @@ struct minimal : subsystem_tag {
     struct state {};
 };
 struct no_tag {
-    static constexpr std::string_view name = "no_tag";
+    [[maybe_unused]] static constexpr std::string_view name = "no_tag";
     struct state {};
 };
 struct no_state : subsystem_tag {

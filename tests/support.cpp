@@ -14,6 +14,7 @@ namespace test {
 
 namespace {
 constexpr char const* cpuset_root = "/sys/fs/cgroup/cpuset";
+constexpr char const* cpuset_root_tasks = "/sys/fs/cgroup/cpuset/tasks";
 
 void copy_file(std::string const& from, std::string const& to) {
     char buf[4096];
@@ -67,7 +68,7 @@ std::optional<kernel_scratch> kernel_scratch::make() {
 }
 
 kernel_scratch::~kernel_scratch() {
-    if (!path_.empty()) remove_tree(path_, std::string(cpuset_root) + "/tasks");
+    if (!path_.empty()) remove_tree(path_, cpuset_root_tasks);
 }
 
 pid_t spawn_sleeper() {

@@ -67,6 +67,8 @@ private:
     std::atomic<container_type*> container_;                       // read lock-free; stored under the callback lock
     boost::intrusive::list_member_hook<detail::link_mode> node_;  // in container()->tasks_; manage lock
     bool bound_ = false;                                           // bound to its thread's TLS; manage lock
+    std::atomic<void*>* tls_container_ = nullptr;                  // its thread's cached container cell, if
+                                                                   // bound in the fast cache; manage lock
 };
 
 /// A node of the hierarchy.

@@ -362,7 +362,8 @@ public:
         if (t == nullptr) return detail::errno_code(ESRCH);
         if (t->bound_) {
             if (!(id == Traits::self())) return detail::errno_code(EBUSY);
-            detail::unbind_this_thread(serial_);
+            detail::unbind_this_thread(detail::binding_slot(serial_), serial_);
+            t->tls_container_ = nullptr;
         }
         remove_task(*t);
         return {};
@@ -402,12 +403,22 @@ public:
     /// itself; a lookup by id otherwise.
     [[nodiscard]] container& current() const noexcept {
         if constexpr (Traits::thread_bound) {
-            detail::binding const& b = detail::tls_fast_bindings[cache_slot_];
+            detail::fast_binding const& b = detail::tls_fast_bindings[detail::binding_slot(serial_)];
             if (b.serial == serial_) [[likely]] {
-                return *static_cast<task*>(b.task)->container_.load(std::memory_order_acquire);
+                return *static_cast<container*>(b.container.load(std::memory_order_acquire));
             }
         }
         return current_slow();
+    }
+
+    /// The calling task's record, or nullptr if the hierarchy does not know it. For a thread that
+    /// attached itself the record stays valid until the thread exits (or exits itself from the
+    /// hierarchy), so a runtime can keep it and read `->container()`: one load on the hot path.
+    [[nodiscard]] task* self_task() const noexcept {
+        if constexpr (Traits::thread_bound) {
+            if (void* t = detail::find_binding(detail::binding_slot(serial_), serial_)) return static_cast<task*>(t);
+        }
+        return tasks_.find(Traits::self());
     }
 
     /// The container of task `id`; the top one for a task the hierarchy does not know. Never
@@ -572,6 +583,7 @@ private:
 
     // Creates every subsystem's state in `c`, then populates; undoes in reverse on failure.
     std::error_code create_states(container& c) noexcept {
+        assert(manage_.held_by_me());
         std::size_t created = 0;
         std::error_code ec;
         for (; created < nsubsys_; ++created) {
@@ -618,6 +630,7 @@ private:
     }
 
     std::error_code commit(container& dest, batch& b) noexcept {
+        assert(manage_.held_by_me());
         auto drop_fresh = [&] {
             for (std::size_t k = 0; k < b.nfresh; ++k) free_task(b.fresh[k]);
         };
@@ -652,6 +665,7 @@ private:
                 m.from->tasks_.erase(m.from->tasks_.iterator_to(*t));
                 dest.tasks_.push_back(*t);
                 t->container_.store(&dest, std::memory_order_release);
+                if (t->tls_container_ != nullptr) t->tls_container_->store(&dest, std::memory_order_release);
             }
             for (std::size_t i = 0; !set.empty() && i < nsubsys_; ++i) {
                 if (ops_[i].attach) ops_[i].attach(ops_[i].subsystem, dest.states_[i].load(std::memory_order_relaxed), dest, set);
@@ -674,12 +688,13 @@ private:
         if (!mine) return;
         task* t = tasks_.find(me);
         if (t->bound_) return;
-        detail::bind_this_thread(serial_, t);
+        std::lock_guard cb(callback_);  // orders the cached cell with later moves
+        t->tls_container_ = detail::bind_this_thread(detail::binding_slot(serial_), serial_, t, t->container_.load(std::memory_order_relaxed));
         t->bound_ = true;
     }
 
-    // Manage lock held.
     void remove_task(task& t) noexcept {
+        assert(manage_.held_by_me());
         container& c = *t.container_.load(std::memory_order_relaxed);
         {
             std::lock_guard cb(callback_);
@@ -710,6 +725,7 @@ private:
 
     // Manage lock held: notify_on_release fires when a flagged container has no task and no child.
     void check_release(container& c) noexcept {
+        assert(manage_.held_by_me());
         if (c.is_top() || c.removed() || !c.notify_on_release()) return;
         if (!c.tasks_.empty() || !c.children_.empty()) return;
         if (!releases_.has_agent()) return;
@@ -737,9 +753,10 @@ private:
         ++nretired_;
     }
 
-    container& current_slow() const noexcept {
+    // Out of line, so that current()'s fast path needs no stack frame.
+    [[gnu::noinline, gnu::cold]] container& current_slow() const noexcept {
         if constexpr (Traits::thread_bound) {
-            if (void* t = detail::find_binding(serial_)) return *static_cast<task*>(t)->container_.load(std::memory_order_acquire);
+            if (void* t = detail::find_binding(detail::binding_slot(serial_), serial_)) return *static_cast<task*>(t)->container_.load(std::memory_order_acquire);
         }
         return container_of(Traits::self());
     }
@@ -749,13 +766,14 @@ private:
         write_guard g(*this);
         auto* t = static_cast<task*>(p);
         t->bound_ = false;
+        t->tls_container_ = nullptr;
         remove_task(*t);
     }
 
     // Frees everything. Callers must have stopped using the hierarchy; threads still bound to it
     // find its serial gone at exit and do nothing.
     void teardown() noexcept {
-        detail::binding_registry::instance().leave(serial_);
+        detail::binding_registry::instance().leave(serial_, this);
         releases_.stop();  // the agent may call back into the hierarchy; let it finish first
         {
             std::lock_guard g(manage_);
@@ -794,7 +812,6 @@ private:
     }
 
     std::uint64_t const serial_;                                   // immutable
-    std::size_t const cache_slot_ = serial_ % detail::fast_bindings;  // immutable
     container* top_ = nullptr;                                     // immutable until teardown
     std::atomic<std::size_t> count_{1};                            // stored under the callback lock
     std::atomic<std::size_t> ntasks_{0};                           // stored under the callback lock

@@ -1,12 +1,14 @@
 // range-v3 views over a hierarchy: children, descendants (pre-order), ancestors and tasks.
 //
 // The views walk intrusive links, so they are valid while those links do not change: hold the
-// hierarchy's manage lock (or work on a hierarchy that no other thread changes). Descendants are
+// hierarchy's manage lock (debug builds assert it; ancestors need none, since parents are
+// immutable). Descendants are
 // walked without recursion or an explicit stack (first child, else next sibling, else the next
 // sibling of the nearest ancestor that has one), so any depth works. This is the only header that
 // includes range-v3.
 #pragma once
 
+#include <cassert>
 #include <cstddef>
 #include <iterator>
 
@@ -88,17 +90,24 @@ namespace views {
 /// The children of `c`, in name order.
 template <class C>
 [[nodiscard]] auto children(C& c) noexcept {
+    assert(c.owner().manage_lock_held() && "containers: views need the manage lock");
     auto& set = detail::tree_access::children(c);
     return ranges::subrange(set.begin(), set.end());
 }
 
 /// Every container below `c`, in pre-order (parents before children, siblings in name order).
 template <class C>
-[[nodiscard]] auto descendants(C& c) noexcept { return detail::descendants_view<C>(c, false); }
+[[nodiscard]] auto descendants(C& c) noexcept {
+    assert(c.owner().manage_lock_held() && "containers: views need the manage lock");
+    return detail::descendants_view<C>(c, false);
+}
 
 /// `c` itself, then every container below it, in pre-order.
 template <class C>
-[[nodiscard]] auto subtree(C& c) noexcept { return detail::descendants_view<C>(c, true); }
+[[nodiscard]] auto subtree(C& c) noexcept {
+    assert(c.owner().manage_lock_held() && "containers: views need the manage lock");
+    return detail::descendants_view<C>(c, true);
+}
 
 /// The parent of `c`, its parent, and so on up to the top container.
 template <class C>
@@ -107,6 +116,7 @@ template <class C>
 /// The task records in `c`, in the order they joined it.
 template <class C>
 [[nodiscard]] auto tasks(C& c) noexcept {
+    assert(c.owner().manage_lock_held() && "containers: views need the manage lock");
     auto& list = detail::tree_access::tasks(c);
     return ranges::subrange(list.begin(), list.end());
 }
