@@ -4,6 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdio>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using namespace containers;
 using test::C;
@@ -98,4 +101,39 @@ TEST_CASE("without an agent nothing is queued, and the agent may call back into 
     h.flush_release_agent();
     CHECK(removed == 1);
     CHECK(h.size() == 1);
+}
+
+TEST_CASE("the release agent program runs with the released container's path", "[release]") {
+    char dir_template[] = "/tmp/containers-agent-XXXXXX";
+    REQUIRE(::mkdtemp(dir_template) != nullptr);
+    std::string const dir = dir_template;
+    std::string const script = dir + "/agent";
+    std::string const log = dir + "/log";
+    {
+        std::FILE* f = std::fopen(script.c_str(), "w");
+        REQUIRE(f != nullptr);
+        std::fprintf(f, "#!/bin/sh\nprintf '%%s\\n' \"$1\" >> %s\n", log.c_str());
+        std::fclose(f);
+        REQUIRE(::chmod(script.c_str(), 0755) == 0);
+    }
+    H h;
+    h.set_release_agent_program(script);
+    CHECK(h.release_agent_program() == script);
+    C* a = nullptr;
+    REQUIRE_FALSE(h.mkdir(h.top(), "gone soon", &a));
+    REQUIRE_FALSE(h.set_notify_on_release(*a, true));
+    test::parked_thread th;
+    REQUIRE_FALSE(h.attach(th.tid(), *a));
+    REQUIRE_FALSE(h.exit(th.tid()));
+    h.flush_release_agent();  // returns once the program has exited
+    std::string content;
+    if (std::FILE* f = std::fopen(log.c_str(), "r")) {
+        char buf[256];
+        while (std::fgets(buf, sizeof buf, f) != nullptr) content += buf;
+        std::fclose(f);
+    }
+    CHECK(content == "/gone soon\n");
+    ::unlink(log.c_str());
+    ::unlink(script.c_str());
+    ::rmdir(dir.c_str());
 }

@@ -14,11 +14,16 @@
 #include <cstddef>
 #include <cstring>
 #include <new>
+#include <span>
 #include <string_view>
+
+#include <memory>
+#include <vector>
 
 #include <boost/intrusive/list.hpp>
 #include <boost/intrusive/set.hpp>
 
+#include "cftype.hpp"
 #include "detail/rcu.hpp"
 #include "task_traits.hpp"
 
@@ -89,6 +94,15 @@ public:
     /// True once removed; a removed container stays readable until no reader can see it.
     [[nodiscard]] bool removed() const noexcept { return removed_.load(std::memory_order_acquire); }
     [[nodiscard]] bool notify_on_release() const noexcept { return notify_on_release_.load(std::memory_order_relaxed); }
+    /// cgroup.clone_children: a subsystem's create hook copies its parent's configuration into a
+    /// new child when the parent has this set (cpuset copies cpus and mems).
+    [[nodiscard]] bool clone_children() const noexcept { return clone_children_.load(std::memory_order_relaxed); }
+    /// The files that subsystems added to this container in populate (core files not included).
+    /// Set before the container is visible; immutable afterwards.
+    [[nodiscard]] std::span<cftype<basic_container> const* const> added_files() const noexcept {
+        if (!files_) return {};
+        return {files_->data(), files_->size()};
+    }
     /// The hierarchy this container belongs to. Immutable.
     [[nodiscard]] hierarchy_type& owner() const noexcept { return *owner_; }
 
@@ -123,7 +137,10 @@ private:
     basic_container(hierarchy_type* owner, basic_container* parent, std::string_view name) noexcept
         : owner_(owner), parent_(parent), depth_(parent == nullptr ? 0 : parent->depth_ + 1), name_size_(name.size()) {
         if (!name.empty()) std::memcpy(reinterpret_cast<char*>(this + 1), name.data(), name.size());
-        if (parent != nullptr) notify_on_release_.store(parent->notify_on_release(), std::memory_order_relaxed);
+        if (parent != nullptr) {
+            notify_on_release_.store(parent->notify_on_release(), std::memory_order_relaxed);
+            clone_children_.store(parent->clone_children(), std::memory_order_relaxed);
+        }
     }
     ~basic_container() = default;
 
@@ -143,6 +160,8 @@ private:
     std::size_t const name_size_;                          // immutable; the bytes follow the object
     std::atomic<bool> removed_{false};                     // stored under the callback lock
     std::atomic<bool> notify_on_release_{false};           // stored under the manage lock
+    std::atomic<bool> clone_children_{false};              // stored under the manage lock
+    std::unique_ptr<std::vector<cftype<basic_container> const*>> files_;  // see added_files()
     children_set children_;                                // manage lock
     task_list tasks_;                                      // manage lock
     std::array<std::atomic<void*>, Slots> states_{};       // set before the container is visible (the

@@ -1,7 +1,9 @@
 // The umbrella header: everything the library offers. The library's own headers never include it.
 #pragma once
 
+#include "cftype.hpp"               // IWYU pragma: export
 #include "container.hpp"            // IWYU pragma: export
+#include "control_files.hpp"        // IWYU pragma: export
 #include "detail/rcu.hpp"           // IWYU pragma: export (read_section)
 #include "hierarchy.hpp"            // IWYU pragma: export
 #include "subsystem_concepts.hpp"   // IWYU pragma: export

@@ -215,9 +215,23 @@ public:
         return {};
     }
 
+    /// Errors: ENODEV (removed). Locking: takes the manage lock.
+    [[nodiscard]] std::error_code set_clone_children(container& c, bool on) noexcept {
+        std::lock_guard g(manage_);
+        if (c.removed()) return detail::errno_code(ENODEV);
+        c.clone_children_.store(on, std::memory_order_relaxed);
+        return {};
+    }
+
     /// The agent is called with the released container's path, on a thread of the hierarchy's
     /// own, never on the caller's. An empty function stops notifications.
     void set_release_agent(std::function<void(std::string const&)> agent) { releases_.set_agent(std::move(agent)); }
+    /// The program that the kernel's usermode helper would run (the top container's
+    /// release_agent file): run, with the released container's path as its argument, on the
+    /// release thread; its exit is reaped there. Empty: none. Longer than 4095 bytes: truncated,
+    /// as the kernel does.
+    void set_release_agent_program(std::string_view path) { releases_.set_program(std::string(path.substr(0, 4095))); }
+    [[nodiscard]] std::string release_agent_program() { return releases_.program(); }
     /// Waits until every release queued so far has been delivered.
     void flush_release_agent() { releases_.flush(); }
 
@@ -282,6 +296,21 @@ public:
         return *static_cast<typename S::state*>(c.states_[i].load(std::memory_order_acquire));
     }
     [[nodiscard]] std::size_t subsystem_count() const noexcept { return nsubsys_; }
+
+    /// Effects: adds a control file to `c`; call from a populate hook (the manage lock is held and
+    ///   `c` is not yet visible). The cftype must outlive the hierarchy.
+    /// Errors: EEXIST (a file or child of that name), ENOMEM.
+    [[nodiscard]] std::error_code add_file(container& c, cftype<container> const& file) noexcept {
+        assert(manage_.held_by_me() && "containers: add_file belongs in a populate hook");
+        if (is_core_file(c, file.name) || c.children_.find(file.name, typename container::by_name{}) != c.children_.end()) {
+            return detail::errno_code(EEXIST);
+        }
+        return detail::guarded_call([&] {
+            if (!c.files_) c.files_ = std::make_unique<std::vector<cftype<container> const*>>();
+            c.files_->push_back(&file);
+            return std::error_code{};
+        });
+    }
     [[nodiscard]] std::string_view subsystem_name(std::size_t id) const noexcept { return id < nsubsys_ ? ops_[id].name : std::string_view{}; }
 
     // ---- tasks ---------------------------------------------------------------------------------
@@ -573,6 +602,7 @@ private:
     bool is_core_file(container const& parent, std::string_view name) const noexcept {
         for (std::string_view f : detail::core_files) if (f == name) return true;
         if (parent.is_top()) for (std::string_view f : detail::top_files) if (f == name) return true;
+        for (cftype<container> const* f : parent.added_files()) if (f->name == name) return true;
         return false;
     }
 

@@ -1,0 +1,117 @@
+// Control files: what a container shows as files, cgroup v1 style.
+//
+// A cftype is a file's name and its handlers. Core files ("tasks", "cgroup.procs",
+// "notify_on_release", "cgroup.clone_children", and in the top container "release_agent" and
+// "cgroup.sane_behavior") exist in every hierarchy; a subsystem adds its own, named with its
+// prefix ("cpuset.cpus"), from its populate hook with hierarchy::add_file. Handlers see the raw
+// text of one write(2) and produce the whole content of a read, trailing newline included, so
+// that the path interface (control_files.hpp) answers as cgroupfs does.
+#pragma once
+
+#include <cerrno>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "detail/errors.hpp"
+
+namespace containers {
+
+template <class C>
+struct cftype {
+    enum class where { everywhere, top_only, not_top };
+    std::string_view name;  // must outlive the hierarchy (a literal, or owned by the subsystem)
+    where scope = where::everywhere;
+    /// Appends the file's content to `out`. Absent: the file cannot be read (EINVAL).
+    std::function<std::error_code(C&, std::string& out)> read;
+    /// Takes the bytes of one write. Absent: the file cannot be written (EINVAL).
+    std::function<std::error_code(C&, std::string_view value)> write;
+
+    [[nodiscard]] bool shown_in(C const& c) const noexcept {
+        return scope == where::everywhere || (scope == where::top_only) == c.is_top();
+    }
+};
+
+/// Parsing as the kernel's kstrto* helpers do: an optional sign where allowed, a base prefix
+/// ("0x", "0") with base 0, digits, then at most one newline; nothing else, not even spaces.
+namespace parse {
+
+[[nodiscard]] inline std::error_code u64(std::string_view s, std::uint64_t& out) noexcept {
+    if (!s.empty() && s.back() == '\n') s.remove_suffix(1);
+    if (s.starts_with('+')) s.remove_prefix(1);
+    unsigned base = 10;
+    if (s.size() > 1 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        base = 16;
+        s.remove_prefix(2);
+    } else if (s.size() > 1 && s[0] == '0') {
+        base = 8;
+        s.remove_prefix(1);
+    }
+    if (s.empty()) return detail::errno_code(EINVAL);
+    std::uint64_t v = 0;
+    for (char ch : s) {
+        unsigned d;
+        if (ch >= '0' && ch <= '9') d = static_cast<unsigned>(ch - '0');
+        else if (ch >= 'a' && ch <= 'f') d = static_cast<unsigned>(ch - 'a' + 10);
+        else if (ch >= 'A' && ch <= 'F') d = static_cast<unsigned>(ch - 'A' + 10);
+        else return detail::errno_code(EINVAL);
+        if (d >= base) return detail::errno_code(EINVAL);
+        if (v > (UINT64_MAX - d) / base) return detail::errno_code(ERANGE);
+        v = v * base + d;
+    }
+    out = v;
+    return {};
+}
+
+[[nodiscard]] inline std::error_code s64(std::string_view s, std::int64_t& out) noexcept {
+    bool const negative = s.starts_with('-');
+    if (negative) s.remove_prefix(1);
+    std::uint64_t v = 0;
+    if (std::error_code ec = u64(s, v)) return ec;
+    if (negative ? v > std::uint64_t{1} << 63 : v > (std::uint64_t{1} << 63) - 1) return detail::errno_code(ERANGE);
+    out = negative ? static_cast<std::int64_t>(0 - v) : static_cast<std::int64_t>(v);
+    return {};
+}
+
+/// The kernel's strstrip(): white space off both ends.
+[[nodiscard]] inline std::string_view strip(std::string_view s) noexcept {
+    constexpr std::string_view space = " \t\n\v\f\r";
+    std::size_t const b = s.find_first_not_of(space);
+    if (b == std::string_view::npos) return {};
+    return s.substr(b, s.find_last_not_of(space) - b + 1);
+}
+
+}  // namespace parse
+
+/// A file holding an unsigned number, read as "N\n", written as the kernel parses u64 files.
+template <class C>
+cftype<C> u64_file(std::string_view name, std::function<std::uint64_t(C&)> get,
+                   std::function<std::error_code(C&, std::uint64_t)> set = {}) {
+    cftype<C> f;
+    f.name = name;
+    f.read = [get](C& c, std::string& out) {
+        out += std::to_string(get(c));
+        out += '\n';
+        return std::error_code{};
+    };
+    if (set) {
+        f.write = [set](C& c, std::string_view v) {
+            std::uint64_t n = 0;
+            if (std::error_code ec = parse::u64(v, n)) return ec;
+            return set(c, n);
+        };
+    }
+    return f;
+}
+
+/// A 0/1 flag: any non-zero number written sets it, as in cgroup v1.
+template <class C>
+cftype<C> flag_file(std::string_view name, std::function<bool(C&)> get, std::function<std::error_code(C&, bool)> set = {}) {
+    std::function<std::error_code(C&, std::uint64_t)> set_u64;
+    if (set) set_u64 = [set](C& c, std::uint64_t v) { return set(c, v != 0); };
+    return u64_file<C>(name, [get](C& c) { return std::uint64_t{get(c) ? 1u : 0u}; }, set_u64);
+}
+
+}  // namespace containers

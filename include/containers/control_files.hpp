@@ -1,0 +1,309 @@
+// The path interface: a hierarchy seen as cgroupfs sees it, by path, with its control files.
+//
+// fs::mkdir, fs::rmdir, fs::read, fs::write and fs::list take absolute paths ("/", "/a/b",
+// "/a/b/tasks") and return the errno that the kernel's cgroup v1 filesystem returns to root for
+// the same operation: ENOENT, EEXIST, ENOTDIR, EISDIR, EBUSY, EINVAL, ESRCH, ERANGE, E2BIG, ...
+// A write takes the bytes of one write(2); a read returns the whole content as the kernel
+// formats it. The core files of cgroup v1 are provided here; subsystems add theirs with
+// hierarchy::add_file from their populate hook.
+#pragma once
+
+#include <algorithm>
+#include <cerrno>
+#include <concepts>
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include "cftype.hpp"
+#include "detail/errors.hpp"
+#include "detail/rcu.hpp"
+#include "hierarchy.hpp"
+#include "views.hpp"
+
+namespace containers::fs {
+
+namespace detail {
+using containers::detail::errno_code;
+
+/// The largest write the kernel takes in one piece (a page); more is E2BIG.
+inline constexpr std::size_t max_write = 4096;
+
+/// Thread group of a thread, from /proc; 0 where it is gone.
+inline pid_t tgid_of(pid_t tid) noexcept {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(tid));
+    std::FILE* f = std::fopen(path, "re");
+    if (f == nullptr) return 0;
+    char line[256];
+    int tgid = 0;
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+        if (std::sscanf(line, "Tgid: %d", &tgid) == 1) break;
+    }
+    std::fclose(f);
+    return static_cast<pid_t>(tgid);
+}
+
+/// Threads of a process, from /proc; empty where it is gone.
+inline std::vector<pid_t> threads_of(pid_t pid) {
+    std::vector<pid_t> out;
+    std::string const dir = "/proc/" + std::to_string(pid) + "/task";
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* e = ::readdir(d)) {
+            if (e->d_name[0] >= '0' && e->d_name[0] <= '9') out.push_back(static_cast<pid_t>(std::atoi(e->d_name)));
+        }
+        ::closedir(d);
+    }
+    return out;
+}
+
+/// The id written to tasks or cgroup.procs, parsed as kstrtoint(strstrip(buf)) does; 0 means the
+/// writer itself. The kernel answers EINVAL for every parse failure here, overflow included.
+template <class H>
+std::error_code parse_id(std::string_view value, typename H::id_type& out) noexcept {
+    std::int64_t v = 0;
+    if (parse::s64(parse::strip(value), v) || v < 0 || v > INT32_MAX) return errno_code(EINVAL);
+    out = v == 0 ? H::traits_type::self() : static_cast<typename H::id_type>(v);
+    return {};
+}
+
+/// One id per line, ascending, no duplicates.
+template <class Id>
+std::error_code append_ids(std::string& out, std::vector<Id> ids) {
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    for (Id id : ids) {
+        out += std::to_string(id);
+        out += '\n';
+    }
+    return {};
+}
+
+/// The core files of every cgroup v1 hierarchy (task ids are integers there).
+template <class H>
+    requires std::integral<typename H::id_type>
+std::vector<cftype<typename H::container>> const& core_files() {
+    using C = typename H::container;
+    static std::vector<cftype<C>> const files = [] {
+        std::vector<cftype<C>> v;
+        cftype<C> tasks;
+        tasks.name = "tasks";
+        tasks.read = [](C& c, std::string& out) {
+            std::vector<typename H::id_type> ids;
+            if (std::error_code ec = c.owner().task_ids(c, ids)) return ec;
+            return append_ids(out, std::move(ids));
+        };
+        tasks.write = [](C& c, std::string_view value) {
+            typename H::id_type id{};
+            if (std::error_code ec = parse_id<H>(value, id)) return ec;
+            return c.owner().attach(id, c);
+        };
+        v.push_back(tasks);
+
+        cftype<C> procs;
+        procs.name = "cgroup.procs";
+        procs.read = [](C& c, std::string& out) {
+            std::vector<typename H::id_type> ids;
+            if (std::error_code ec = c.owner().task_ids(c, ids)) return ec;
+            if constexpr (H::traits_type::thread_bound) {
+                for (auto& id : ids) id = tgid_of(id);
+                std::erase(ids, 0);
+            }
+            return append_ids(out, std::move(ids));
+        };
+        procs.write = [](C& c, std::string_view value) {
+            typename H::id_type id{};
+            if (std::error_code ec = parse_id<H>(value, id)) return ec;
+            if constexpr (H::traits_type::thread_bound) {
+                std::vector<pid_t> threads = threads_of(id);
+                if (threads.empty()) return errno_code(ESRCH);
+                return c.owner().attach(threads, c);  // every thread, all or nothing
+            } else {
+                return c.owner().attach(id, c);
+            }
+        };
+        v.push_back(procs);
+
+        v.push_back(flag_file<C>(
+            "notify_on_release", [](C& c) { return c.notify_on_release(); },
+            [](C& c, bool on) { return c.owner().set_notify_on_release(c, on); }));
+        v.push_back(flag_file<C>(
+            "cgroup.clone_children", [](C& c) { return c.clone_children(); },
+            [](C& c, bool on) { return c.owner().set_clone_children(c, on); }));
+
+        cftype<C> agent;
+        agent.name = "release_agent";
+        agent.scope = cftype<C>::where::top_only;
+        agent.read = [](C& c, std::string& out) {
+            out += c.owner().release_agent_program();
+            out += '\n';
+            return std::error_code{};
+        };
+        agent.write = [](C& c, std::string_view value) {
+            c.owner().set_release_agent_program(parse::strip(value));
+            return std::error_code{};
+        };
+        v.push_back(agent);
+
+        cftype<C> sane;
+        sane.name = "cgroup.sane_behavior";
+        sane.scope = cftype<C>::where::top_only;
+        sane.read = [](C&, std::string& out) {
+            out += "0\n";
+            return std::error_code{};
+        };
+        v.push_back(sane);
+        return v;
+    }();
+    return files;
+}
+
+template <class C>
+cftype<C> const* find_file(std::vector<cftype<C>> const& core, C& c, std::string_view name) noexcept {
+    for (cftype<C> const& f : core) {
+        if (f.name == name && f.shown_in(c)) return &f;
+    }
+    for (cftype<C> const* f : c.added_files()) {
+        if (f->name == name) return f;
+    }
+    return nullptr;
+}
+
+/// What a path names: a container, or a file in one.
+template <class H>
+struct target {
+    typename H::container* dir = nullptr;
+    cftype<typename H::container> const* file = nullptr;
+};
+
+inline bool split_last(std::string_view path, std::string_view& parent, std::string_view& last) noexcept {
+    while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+    std::size_t const slash = path.rfind('/');
+    if (slash == std::string_view::npos) return false;
+    parent = slash == 0 ? std::string_view("/") : path.substr(0, slash);
+    last = path.substr(slash + 1);
+    return true;
+}
+
+/// Resolves `path` inside a read section (which keeps the result valid). ENOTDIR where a file
+/// is used as a directory, ENOENT where nothing has that name.
+template <class H>
+std::error_code resolve(H& h, std::string_view path, target<H>& out) noexcept {
+    if (path.empty()) return errno_code(ENOENT);
+    if (path.front() != '/') return errno_code(EINVAL);
+    std::string_view parent, last;
+    if (!split_last(path, parent, last) || last.empty()) {  // "/" itself
+        out.dir = &h.top();
+        return {};
+    }
+    typename H::container* dir = nullptr;
+    if (std::error_code ec = h.lookup(path, dir); !ec) {
+        out.dir = dir;
+        return {};
+    }
+    // Not a container: the parent must be one and hold a file of that name.
+    if (std::error_code ec = resolve(h, parent, out)) return ec;
+    if (out.file != nullptr) return errno_code(ENOTDIR);
+    out.file = find_file(core_files<H>(), *out.dir, last);
+    if (out.file == nullptr) return errno_code(ENOENT);
+    // A trailing slash after a file's name: the file is not a directory.
+    if (path.back() == '/') return errno_code(ENOTDIR);
+    return {};
+}
+
+}  // namespace detail
+
+/// Creates the container at `path`. Errors as mkdir(2) on cgroupfs: ENOENT (no parent, or empty
+/// name), ENOTDIR (parent is a file), EEXIST, EINVAL (newline in the name), plus what the hooks say.
+template <class H>
+[[nodiscard]] std::error_code mkdir(H& h, std::string_view path) noexcept {
+    std::string_view parent, name;
+    if (path.empty()) return detail::errno_code(ENOENT);
+    if (path.front() != '/') return detail::errno_code(EINVAL);
+    if (!detail::split_last(path, parent, name) || name.empty()) return detail::errno_code(EEXIST);  // "/"
+    read_section rs;
+    detail::target<H> t;
+    if (std::error_code ec = detail::resolve(h, parent, t)) return ec;
+    if (t.file != nullptr) return detail::errno_code(ENOTDIR);
+    return h.mkdir(*t.dir, name);
+}
+
+/// Removes the container at `path`. Errors as rmdir(2) on cgroupfs: ENOENT, ENOTDIR (a file),
+/// EBUSY (children, tasks, or the top container).
+template <class H>
+[[nodiscard]] std::error_code rmdir(H& h, std::string_view path) noexcept {
+    read_section rs;
+    detail::target<H> t;
+    if (std::error_code ec = detail::resolve(h, path, t)) return ec;
+    if (t.file != nullptr) return detail::errno_code(ENOTDIR);
+    return h.rmdir(*t.dir);
+}
+
+/// Reads the whole content of the file at `path` into `out` (replacing it).
+/// Errors: ENOENT, ENOTDIR, EISDIR (a container), EINVAL (a file that cannot be read), ENODEV
+/// (its container was removed meanwhile), or the handler's.
+template <class H>
+[[nodiscard]] std::error_code read(H& h, std::string_view path, std::string& out) noexcept {
+    read_section rs;
+    detail::target<H> t;
+    if (std::error_code ec = detail::resolve(h, path, t)) return ec;
+    if (t.file == nullptr) return detail::errno_code(EISDIR);
+    if (!t.file->read) return detail::errno_code(EINVAL);
+    if (t.dir->removed()) return detail::errno_code(ENODEV);
+    std::string content;
+    if (std::error_code ec = containers::detail::guarded_call([&] { return t.file->read(*t.dir, content); })) return ec;
+    out = std::move(content);
+    return {};
+}
+
+/// Writes `value` to the file at `path`, as one write(2) of those bytes would.
+/// Errors: ENOENT, ENOTDIR, EISDIR, EINVAL (a file that cannot be written, or a malformed
+/// value), E2BIG (over a page), ENODEV, or the handler's. An empty write changes nothing.
+template <class H>
+[[nodiscard]] std::error_code write(H& h, std::string_view path, std::string_view value) noexcept {
+    read_section rs;
+    detail::target<H> t;
+    if (std::error_code ec = detail::resolve(h, path, t)) return ec;
+    if (t.file == nullptr) return detail::errno_code(EISDIR);
+    if (!t.file->write) return detail::errno_code(EINVAL);
+    if (t.dir->removed()) return detail::errno_code(ENODEV);
+    if (value.size() > detail::max_write) return detail::errno_code(E2BIG);
+    if (value.empty()) return {};
+    // The kernel hands handlers a NUL-terminated copy: text after a NUL byte is not seen.
+    value = value.substr(0, value.find('\0'));
+    return containers::detail::guarded_call([&] { return t.file->write(*t.dir, value); });
+}
+
+/// The names in the container at `path`: its children, then its files, each group sorted.
+/// Errors: ENOENT, ENOTDIR (a file), ENOMEM.
+template <class H>
+[[nodiscard]] std::error_code list(H& h, std::string_view path, std::vector<std::string>& out) noexcept {
+    read_section rs;
+    detail::target<H> t;
+    if (std::error_code ec = detail::resolve(h, path, t)) return ec;
+    if (t.file != nullptr) return detail::errno_code(ENOTDIR);
+    return containers::detail::guarded_call([&] {
+        std::vector<std::string> names;
+        {
+            auto lock = h.manage_lock();
+            if (t.dir->removed()) return detail::errno_code(ENOENT);
+            for (auto& child : views::children(*t.dir)) names.emplace_back(child.name());
+        }
+        std::vector<std::string> files;
+        for (auto const& f : detail::core_files<H>()) {
+            if (f.shown_in(*t.dir)) files.emplace_back(f.name);
+        }
+        for (auto const* f : t.dir->added_files()) files.emplace_back(f->name);
+        std::sort(files.begin(), files.end());
+        names.insert(names.end(), files.begin(), files.end());
+        out = std::move(names);
+        return std::error_code{};
+    });
+}
+
+}  // namespace containers::fs
