@@ -288,3 +288,52 @@ TEST_CASE("a script of operations gives the same results on the kernel and on th
         CHECK(library_op(h, "read", f, "") == kernel_op("/sys/fs/cgroup/cpuset", "read", f, ""));
     }
 }
+
+namespace {
+struct limits : subsystem_tag {
+    static constexpr std::string_view name = "limits";
+    struct state {
+        std::int64_t nice = 0;
+    };
+    static inline subsystem_handle<limits, H> handle;
+    // Files declared as data, added to every container after populate.
+    template <class Ctr>
+    static std::vector<cftype<Ctr>> const& files() {
+        static std::vector<cftype<Ctr>> const f{
+            s64_file<Ctr>(
+                "limits.nice", [](Ctr& c) { return handle.state(c).nice; },
+                [](Ctr& c, std::int64_t v) {
+                    handle.state(c).nice = v;
+                    return std::error_code{};
+                }),
+            [] {
+                cftype<Ctr> top;
+                top.name = "limits.top_only";
+                top.scope = cftype<Ctr>::where::top_only;
+                top.read = [](Ctr&, std::string& out) {
+                    out += "top\n";
+                    return std::error_code{};
+                };
+                return top;
+            }(),
+        };
+        return f;
+    }
+};
+}  // namespace
+
+TEST_CASE("a subsystem can declare its files as data", "[files][subsystem]") {
+    H h;
+    REQUIRE_FALSE(h.register_subsystem(limits::handle));
+    REQUIRE_FALSE(fs::mkdir(h, "/a"));
+    REQUIRE_FALSE(fs::write(h, "/a/limits.nice", "-5\n"));
+    std::string out;
+    REQUIRE_FALSE(fs::read(h, "/a/limits.nice", out));
+    CHECK(out == "-5\n");
+    REQUIRE_FALSE(fs::read(h, "/limits.top_only", out));
+    CHECK(out == "top\n");
+    CHECK(fs::read(h, "/a/limits.top_only", out) == std::errc::no_such_file_or_directory);
+    std::vector<std::string> names;
+    REQUIRE_FALSE(fs::list(h, "/a", names));
+    CHECK(names == std::vector<std::string>{"cgroup.clone_children", "cgroup.procs", "limits.nice", "notify_on_release", "tasks"});
+}

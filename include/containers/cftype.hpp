@@ -3,7 +3,9 @@
 // A cftype is a file's name and its handlers. Core files ("tasks", "cgroup.procs",
 // "notify_on_release", "cgroup.clone_children", and in the top container "release_agent" and
 // "cgroup.sane_behavior") exist in every hierarchy; a subsystem adds its own, named with its
-// prefix ("cpuset.cpus"), from its populate hook with hierarchy::add_file. Handlers see the raw
+// prefix ("cpuset.cpus"), either from its populate hook with hierarchy::add_file, or as data: a
+// static member function template `template <class C> static R const& files()` returning a range
+// of cftype<C> that lives as long as the program, added to every container after populate. Handlers see the raw
 // text of one write(2) and produce the whole content of a read, trailing newline included, so
 // that the path interface (control_files.hpp) answers as cgroupfs does.
 #pragma once
@@ -100,6 +102,27 @@ cftype<C> u64_file(std::string_view name, std::function<std::uint64_t(C&)> get,
         f.write = [set](C& c, std::string_view v) {
             std::uint64_t n = 0;
             if (std::error_code ec = parse::u64(v, n)) return ec;
+            return set(c, n);
+        };
+    }
+    return f;
+}
+
+/// A file holding a signed number, read as "N\n".
+template <class C>
+cftype<C> s64_file(std::string_view name, std::function<std::int64_t(C&)> get,
+                   std::function<std::error_code(C&, std::int64_t)> set = {}) {
+    cftype<C> f;
+    f.name = name;
+    f.read = [get](C& c, std::string& out) {
+        out += std::to_string(get(c));
+        out += '\n';
+        return std::error_code{};
+    };
+    if (set) {
+        f.write = [set](C& c, std::string_view v) {
+            std::int64_t n = 0;
+            if (std::error_code ec = parse::s64(v, n)) return ec;
             return set(c, n);
         };
     }

@@ -266,11 +266,13 @@ public:
         }
         top_->states_[id].store(st, std::memory_order_release);
         std::error_code ec = ops_[id].create ? ops_[id].create(s, st, *top_) : std::error_code{};
-        if (!ec && ops_[id].populate) {
-            ec = ops_[id].populate(s, st, *top_);
-            if (ec && ops_[id].destroy) ops_[id].destroy(s, st, *top_);
-        }
+        bool const created = !ec;
+        std::size_t const files_before = top_->files_ ? top_->files_->size() : 0;
+        if (!ec && ops_[id].populate) ec = ops_[id].populate(s, st, *top_);
+        if (!ec && ops_[id].add_files) ec = ops_[id].add_files(*this, *top_);
+        if (ec && created && ops_[id].destroy) ops_[id].destroy(s, st, *top_);
         if (ec) {
+            if (top_->files_) top_->files_->resize(files_before);  // the files it added go too
             top_->states_[id].store(nullptr, std::memory_order_relaxed);
             ops_[id].delete_state(st);
             ops_[id].delete_subsystem(s);
@@ -494,6 +496,7 @@ private:
         std::error_code (*populate)(void*, void*, container&) noexcept = nullptr;
         void (*fork)(void*, void*, container&, id_type, id_type) noexcept = nullptr;
         void (*exit)(void*, void*, container&, id_type) noexcept = nullptr;
+        std::error_code (*add_files)(hierarchy&, container&) noexcept = nullptr;  // files declared as data
     };
 
     template <class S>
@@ -549,6 +552,16 @@ private:
         if constexpr (detail::names_fork<S>) {
             o.fork = [](void* ss, void* st, container& c, id_type p, id_type ch) noexcept {
                 static_cast<S*>(ss)->fork(*static_cast<St*>(st), c, p, ch);
+            };
+        }
+        if constexpr (requires { S::template files<container>(); }) {
+            o.add_files = [](hierarchy& h, container& c) noexcept {
+                for (cftype<container> const& f : S::template files<container>()) {
+                    if (f.shown_in(c)) {
+                        if (std::error_code ec = h.add_file(c, f)) return ec;
+                    }
+                }
+                return std::error_code{};
             };
         }
         if constexpr (detail::names_exit<S>) {
@@ -633,6 +646,7 @@ private:
         }
         for (std::size_t i = 0; !ec && i < nsubsys_; ++i) {
             if (ops_[i].populate) ec = ops_[i].populate(ops_[i].subsystem, c.states_[i].load(std::memory_order_relaxed), c);
+            if (!ec && ops_[i].add_files) ec = ops_[i].add_files(*this, c);
         }
         if (ec) {
             for (std::size_t i = created; i-- > 0;) {

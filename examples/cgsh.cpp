@@ -1,0 +1,292 @@
+// cgsh: a shell's view of an in-process hierarchy, with the same commands and answers as a shell
+// in /sys/fs/cgroup/cpuset.
+//
+//   cgsh [--porcelain] [SCRIPT | -c 'COMMANDS']     (standard input when neither is given)
+//
+// Commands, one per line, '#' starts a comment:
+//   mkdir PATH | rmdir PATH | echo [-n] VALUE... > PATH | cat PATH | ls [PATH]
+//   spawn NAME          a thread of cgsh that sleeps until cgsh exits; $NAME is its tid
+//   fork PARENT CHILD   tell the hierarchy that task PARENT forked task CHILD
+//   exit TID            the task has exited
+//   affinity TID        the task's real CPU affinity, as a list
+// Every argument is a bare word or a double-quoted string with the escapes \\ \" \n \t \r \xHH.
+// Each line runs as soon as it is read, so another program can drive cgsh through pipes. A failed
+// command prints "cgsh: LINE: ENAME (message)" on standard error; the exit status is 1 if any
+// failed. With --porcelain, each command prints exactly one line on standard output: "ok",
+// "ok OUTPUT" (newlines, tabs and backslashes escaped), or "err ENAME".
+#include <containers/containers.hpp>
+
+#include <cctype>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sched.h>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using hierarchy = containers::hierarchy<>;
+namespace fs = containers::fs;
+
+std::error_code err(int e) { return {e, std::generic_category()}; }
+
+// Threads started by `spawn`, sleeping until cgsh exits.
+class sleepers {
+public:
+    ~sleepers() {
+        {
+            std::lock_guard g(mutex_);
+            done_ = true;
+        }
+        wake_.notify_all();
+        for (auto& t : threads_) t.join();
+    }
+    pid_t spawn() {
+        std::unique_lock g(mutex_);
+        pid_t tid = 0;
+        threads_.emplace_back([this, &tid] {
+            std::unique_lock lock(mutex_);
+            tid = containers::thread_task_traits::self();
+            wake_.notify_all();
+            wake_.wait(lock, [this] { return done_; });
+        });
+        wake_.wait(g, [&] { return tid != 0; });
+        return tid;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool done_ = false;
+    std::vector<std::thread> threads_;
+};
+
+// Splits a line into words: bare words, or double-quoted strings with C escapes. '#' outside
+// quotes starts a comment. EINVAL for an unterminated string or a bad escape.
+std::error_code split(std::string const& line, std::vector<std::string>& words, std::vector<bool>& quoted) {
+    std::size_t i = 0;
+    while (i < line.size()) {
+        char const c = line[i];
+        if (c == ' ' || c == '\t' || c == '\r') {
+            ++i;
+            continue;
+        }
+        if (c == '#') break;
+        std::string w;
+        if (c == '"') {
+            ++i;
+            for (;;) {
+                if (i >= line.size()) return err(EINVAL);
+                char ch = line[i++];
+                if (ch == '"') break;
+                if (ch != '\\') {
+                    w += ch;
+                    continue;
+                }
+                if (i >= line.size()) return err(EINVAL);
+                char e = line[i++];
+                switch (e) {
+                    case '\\': w += '\\'; break;
+                    case '"': w += '"'; break;
+                    case 'n': w += '\n'; break;
+                    case 't': w += '\t'; break;
+                    case 'r': w += '\r'; break;
+                    case 'x': {
+                        if (i + 2 > line.size() || !std::isxdigit(static_cast<unsigned char>(line[i])) ||
+                            !std::isxdigit(static_cast<unsigned char>(line[i + 1]))) {
+                            return err(EINVAL);
+                        }
+                        w += static_cast<char>(std::stoi(line.substr(i, 2), nullptr, 16));
+                        i += 2;
+                        break;
+                    }
+                    default: return err(EINVAL);
+                }
+            }
+            words.push_back(w);
+            quoted.push_back(true);
+        } else {
+            while (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '\r') w += line[i++];
+            words.push_back(w);
+            quoted.push_back(false);
+        }
+    }
+    return {};
+}
+
+std::string cpu_list(cpu_set_t const& set) {
+    std::string out;
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+        if (!CPU_ISSET(cpu, &set)) continue;
+        int last = cpu;
+        while (last + 1 < CPU_SETSIZE && CPU_ISSET(last + 1, &set)) ++last;
+        if (!out.empty()) out += ',';
+        out += std::to_string(cpu);
+        if (last > cpu) out += '-' + std::to_string(last);
+        cpu = last;
+    }
+    return out + "\n";
+}
+
+class shell {
+public:
+    shell() = default;
+
+    // Runs one line; false when it failed. Output goes to `out`.
+    std::error_code run(std::string const& line, std::string& out, bool& is_command) {
+        std::vector<std::string> w;
+        std::vector<bool> quoted;
+        is_command = false;
+        std::error_code ec = split(line, w, quoted);
+        if (!ec && w.empty()) return {};
+        is_command = true;
+        if (ec) return ec;
+        for (std::size_t i = 0; i < w.size(); ++i) {
+            if (quoted[i] || w[i].size() < 2 || w[i][0] != '$') continue;
+            auto it = names_.find(w[i].substr(1));
+            if (it == names_.end()) return err(EINVAL);
+            w[i] = std::to_string(it->second);
+        }
+        std::string const& cmd = w[0];
+        if (cmd == "mkdir" && w.size() == 2) return fs::mkdir(h_, w[1]);
+        if (cmd == "rmdir" && w.size() == 2) return fs::rmdir(h_, w[1]);
+        if (cmd == "cat" && w.size() == 2) return fs::read(h_, w[1], out);
+        if (cmd == "ls" && w.size() <= 2) {
+            std::vector<std::string> names;
+            if (std::error_code e = fs::list(h_, w.size() == 2 ? w[1] : "/", names)) return e;
+            for (auto const& n : names) out += n + "\n";
+            return {};
+        }
+        if (cmd == "echo") return echo(w, quoted);
+        if (cmd == "spawn" && w.size() == 2) {
+            names_[w[1]] = sleepers_.spawn();
+            return {};
+        }
+        pid_t a = 0, b = 0;
+        if (cmd == "fork" && w.size() == 3) {
+            if (!number(w[1], a) || !number(w[2], b)) return err(EINVAL);
+            return h_.fork(a, b);
+        }
+        if (cmd == "exit" && w.size() == 2) {
+            if (!number(w[1], a)) return err(EINVAL);
+            return h_.exit(a);
+        }
+        if (cmd == "affinity" && w.size() == 2) {
+            if (!number(w[1], a)) return err(EINVAL);
+            cpu_set_t set;
+            if (::sched_getaffinity(a, sizeof set, &set) != 0) return err(errno);
+            out = cpu_list(set);
+            return {};
+        }
+        return err(EINVAL);  // unknown command or wrong number of arguments
+    }
+
+private:
+    static bool number(std::string const& s, pid_t& out) {
+        std::uint64_t v = 0;
+        if (containers::parse::u64(s, v) || v > 0x7fffffff) return false;
+        out = static_cast<pid_t>(v);
+        return true;
+    }
+
+    std::error_code echo(std::vector<std::string> const& w, std::vector<bool> const& quoted) {
+        std::size_t i = 1;
+        bool newline = true;
+        if (i < w.size() && w[i] == "-n" && !quoted[i]) {
+            newline = false;
+            ++i;
+        }
+        std::size_t redirect = w.size();
+        for (std::size_t k = i; k < w.size(); ++k) {
+            if (w[k] == ">" && !quoted[k]) redirect = k;
+        }
+        if (redirect + 2 != w.size()) return err(EINVAL);  // exactly "> PATH" at the end
+        std::string value;
+        for (std::size_t k = i; k < redirect; ++k) value += (k == i ? "" : " ") + w[k];
+        if (newline) value += '\n';
+        return fs::write(h_, w[redirect + 1], value);
+    }
+
+    hierarchy h_;
+    sleepers sleepers_;  // destroyed first: the spawned threads end before the hierarchy does
+    std::map<std::string, pid_t> names_;
+};
+
+std::string escape(std::string const& s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '\n') out += "\\n";
+        else if (c == '\t') out += "\\t";
+        else if (c == '\\') out += "\\\\";
+        else out += c;
+    }
+    return out;
+}
+
+char const* errno_name(int e) {
+    char const* n = ::strerrorname_np(e);
+    return n != nullptr ? n : "EUNKNOWN";
+}
+
+int usage() {
+    std::fputs("usage: cgsh [--porcelain] [SCRIPT | -c 'COMMANDS']\n", stderr);
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    bool porcelain = false;
+    std::unique_ptr<std::istream> owned;
+    std::istream* in = &std::cin;
+    for (int i = 1; i < argc; ++i) {
+        std::string const a = argv[i];
+        if (a == "--porcelain") {
+            porcelain = true;
+        } else if (a == "-c" && i + 1 < argc) {
+            owned = std::make_unique<std::istringstream>(argv[++i]);
+            in = owned.get();
+        } else if (a == "-h" || a == "--help") {
+            return usage() - 2;
+        } else if (!a.empty() && a[0] != '-' && !owned) {
+            owned = std::make_unique<std::ifstream>(a);
+            if (!*owned) {
+                std::fprintf(stderr, "cgsh: %s: %s\n", a.c_str(), std::strerror(errno));
+                return 2;
+            }
+            in = owned.get();
+        } else {
+            return usage();
+        }
+    }
+    shell sh;
+    bool failed = false;
+    std::string line;
+    for (long number = 1; std::getline(*in, line); ++number) {
+        std::string out;
+        bool is_command = false;
+        std::error_code ec = sh.run(line, out, is_command);
+        if (!is_command) continue;
+        if (ec) {
+            failed = true;
+            std::fprintf(stderr, "cgsh: %ld: %s (%s)\n", number, errno_name(ec.value()), ec.message().c_str());
+            if (porcelain) std::printf("err %s\n", errno_name(ec.value()));
+        } else if (porcelain) {
+            std::printf(out.empty() ? "ok\n" : "ok %s\n", escape(out).c_str());
+        } else {
+            std::fputs(out.c_str(), stdout);
+        }
+        std::fflush(stdout);
+        std::fflush(stderr);
+    }
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# cgsh end to end: porcelain answers, error lines and exit status, quoting, spawn/$NAME, and
+# line-by-line execution through a pipe.
+set -euo pipefail
+cgsh=$1
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+script='# a comment, then blank
+mkdir /a
+
+mkdir /a
+echo 1 > /a/notify_on_release
+cat /a/notify_on_release
+echo -n "0x0" > /a/notify_on_release
+cat /a/notify_on_release
+ls /a
+mkdir "/a/we\"ird\tname\x21"
+ls /a
+spawn worker
+echo $worker > /a/tasks
+rmdir /a
+affinity $worker
+echo $nobody > /a/tasks
+frobnicate
+cat "/a/unterminated
+rmdir "/a/we\"ird\tname\x21"'
+set +e
+out=$(printf '%s\n' "$script" | "$cgsh" --porcelain 2>/tmp/cgsh_err.$$)
+status=$?
+set -e
+err=$(cat /tmp/cgsh_err.$$); rm -f /tmp/cgsh_err.$$
+[ "$status" -eq 1 ] || fail "exit status $status, expected 1"
+mapfile -t lines <<<"$out"
+expected=(
+  "ok"
+  "err EEXIST"
+  "ok"
+  "ok 1\\n"
+  "ok"
+  "ok 0\\n"
+  "ok cgroup.clone_children\\ncgroup.procs\\nnotify_on_release\\ntasks\\n"
+  "ok"
+  "ok we\"ird\\tname!\\ncgroup.clone_children\\ncgroup.procs\\nnotify_on_release\\ntasks\\n"
+  "ok"
+  "ok"
+  "err EBUSY"
+  "AFFINITY"
+  "err EINVAL"
+  "err EINVAL"
+  "err EINVAL"
+  "ok"
+)
+[ ${#lines[@]} -eq ${#expected[@]} ] || fail "got ${#lines[@]} lines, expected ${#expected[@]}: $out"
+for i in "${!expected[@]}"; do
+  if [ "${expected[$i]}" = AFFINITY ]; then
+    [[ "${lines[$i]}" =~ ^ok\ [0-9] ]] || fail "line $i: ${lines[$i]}"
+  else
+    [ "${lines[$i]}" = "${expected[$i]}" ] || fail "line $i: got '${lines[$i]}', expected '${expected[$i]}'"
+  fi
+done
+grep -q '^cgsh: 4: EEXIST (File exists)$' <<<"$err" || fail "stderr: $err"
+
+# -c and plain output
+[ "$("$cgsh" -c 'mkdir /x
+cat /x/cgroup.clone_children')" = "0" ] || fail "-c"
+
+# Line by line through a pipe: the answer to the first line comes before the second is sent.
+coproc CG { "$cgsh" --porcelain; }
+echo "mkdir /p" >&"${CG[1]}"
+read -r -t 5 reply <&"${CG[0]}" || fail "no answer before the next line"
+[ "$reply" = ok ] || fail "pipe: $reply"
+echo "rmdir /p" >&"${CG[1]}"
+read -r -t 5 reply <&"${CG[0]}"
+[ "$reply" = ok ] || fail "pipe 2: $reply"
+exec {CG[1]}>&-
+wait "$CG_PID"
+echo "cgsh: all checks passed"

@@ -1,0 +1,104 @@
+// libFuzzer harness for the path interface: each input is a sequence of operations (mkdir,
+// rmdir, read, write, list, attach, fork, exit) on a small space of paths and values, run
+// against one hierarchy of logical tasks; after each, the invariants are checked: the tree is
+// consistent with the count, every task is in exactly one live container, and the index agrees.
+// Build: clang++-14 -fsanitize=fuzzer,address,undefined (CONTAINERS_BUILD_FUZZERS=ON).
+#include <containers/containers.hpp>
+
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct running {
+    static std::int32_t get() noexcept { return 1; }
+};
+using H = containers::hierarchy<containers::logical_task_traits<std::int32_t, running>, 4>;
+using C = H::container;
+
+struct input {
+    std::uint8_t const* data;
+    std::size_t size;
+    std::uint8_t byte() noexcept {
+        if (size == 0) return 0;
+        --size;
+        return *data++;
+    }
+    std::string bytes(std::size_t n) {
+        std::string s;
+        while (n-- > 0 && size > 0) s += static_cast<char>(byte());
+        return s;
+    }
+};
+
+std::string component(input& in) {
+    static char const* const names[] = {"a", "b", "c", "tasks", "cgroup.procs", "notify_on_release",
+                                        "cgroup.clone_children", "release_agent", ".", "..", "", "x\ny"};
+    std::uint8_t const b = in.byte();
+    if (b < 240) return names[b % 12];
+    return in.bytes(b % 8);  // raw bytes now and then
+}
+
+std::string path(input& in) {
+    std::string p;
+    std::uint8_t const depth = in.byte() % 4;
+    for (std::uint8_t i = 0; i <= depth; ++i) p += "/" + component(in);
+    if (in.byte() % 16 == 0) p += "/";
+    return p;
+}
+
+std::string value(input& in) {
+    static char const* const values[] = {"0", "1", "1\n", " 2 ", "0x10", "-1", "abc", "", "3", "7\n", "18446744073709551616"};
+    std::uint8_t const b = in.byte();
+    if (b < 200) return values[b % 11];
+    return in.bytes(b % 32);
+}
+
+void check(H& h) {
+    auto lock = h.manage_lock();
+    std::size_t containers = 0;
+    std::size_t tasks = 0;
+    for (C& c : containers::views::subtree(h.top())) {
+        ++containers;
+        if (c.removed()) std::abort();
+        if (!c.is_top() && c.parent()->removed()) std::abort();
+        for (auto const& t : containers::views::tasks(c)) {
+            ++tasks;
+            if (&t.container() != &c || h.find_task(t.id) != &t) std::abort();
+        }
+    }
+    if (containers != h.size() || tasks != h.task_count()) std::abort();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size) {
+    H h;
+    input in{data, size};
+    std::string out;
+    std::vector<std::string> names;
+    while (in.size > 0) {
+        switch (in.byte() % 8) {
+            case 0: (void)containers::fs::mkdir(h, path(in)); break;
+            case 1: (void)containers::fs::rmdir(h, path(in)); break;
+            case 2: (void)containers::fs::read(h, path(in), out); break;
+            case 3: {
+                std::string const p = path(in);
+                (void)containers::fs::write(h, p, value(in));
+                break;
+            }
+            case 4: (void)containers::fs::list(h, path(in), names); break;
+            case 5: {
+                std::string const p = path(in) + "/tasks";
+                (void)containers::fs::write(h, p, std::to_string(in.byte() % 8));
+                break;
+            }
+            case 6: (void)h.fork(in.byte() % 8, in.byte() % 16); break;
+            case 7: (void)h.exit(in.byte() % 16); break;
+        }
+        check(h);
+    }
+    return 0;
+}
