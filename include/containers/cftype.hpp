@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
 #include "detail/errors.hpp"
 
@@ -87,10 +88,15 @@ namespace parse {
 
 }  // namespace parse
 
-/// A file holding an unsigned number, read as "N\n", written as the kernel parses u64 files.
-template <class C>
-cftype<C> u64_file(std::string_view name, std::function<std::uint64_t(C&)> get,
-                   std::function<std::error_code(C&, std::uint64_t)> set = {}) {
+namespace parse {
+[[nodiscard]] inline std::error_code number(std::string_view s, std::uint64_t& out) noexcept { return u64(s, out); }
+[[nodiscard]] inline std::error_code number(std::string_view s, std::int64_t& out) noexcept { return s64(s, out); }
+}  // namespace parse
+
+/// A file holding a number of type T (std::uint64_t or std::int64_t), read as "N\n", written as
+/// the kernel parses u64 and s64 files. Without `set` the file is read-only.
+template <class C, class T>
+cftype<C> number_file(std::string_view name, std::function<T(C&)> get, std::function<std::error_code(C&, T)> set = {}) {
     cftype<C> f;
     f.name = name;
     f.read = [get](C& c, std::string& out) {
@@ -100,33 +106,24 @@ cftype<C> u64_file(std::string_view name, std::function<std::uint64_t(C&)> get,
     };
     if (set) {
         f.write = [set](C& c, std::string_view v) {
-            std::uint64_t n = 0;
-            if (std::error_code ec = parse::u64(v, n)) return ec;
+            T n = 0;
+            if (std::error_code ec = parse::number(v, n)) return ec;
             return set(c, n);
         };
     }
     return f;
 }
 
-/// A file holding a signed number, read as "N\n".
+template <class C>
+cftype<C> u64_file(std::string_view name, std::function<std::uint64_t(C&)> get,
+                   std::function<std::error_code(C&, std::uint64_t)> set = {}) {
+    return number_file<C, std::uint64_t>(name, std::move(get), std::move(set));
+}
+
 template <class C>
 cftype<C> s64_file(std::string_view name, std::function<std::int64_t(C&)> get,
                    std::function<std::error_code(C&, std::int64_t)> set = {}) {
-    cftype<C> f;
-    f.name = name;
-    f.read = [get](C& c, std::string& out) {
-        out += std::to_string(get(c));
-        out += '\n';
-        return std::error_code{};
-    };
-    if (set) {
-        f.write = [set](C& c, std::string_view v) {
-            std::int64_t n = 0;
-            if (std::error_code ec = parse::s64(v, n)) return ec;
-            return set(c, n);
-        };
-    }
-    return f;
+    return number_file<C, std::int64_t>(name, std::move(get), std::move(set));
 }
 
 /// A 0/1 flag: any non-zero number written sets it, as in cgroup v1.

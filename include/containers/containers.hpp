@@ -2,6 +2,7 @@
 #pragma once
 
 #include "cftype.hpp"               // IWYU pragma: export
+#include "cpumask.hpp"              // IWYU pragma: export
 #include "container.hpp"            // IWYU pragma: export
 #include "control_files.hpp"        // IWYU pragma: export
 #include "detail/rcu.hpp"           // IWYU pragma: export (read_section)

@@ -216,6 +216,15 @@ std::error_code resolve(H& h, std::string_view path, target<H>& out) noexcept {
     return {};
 }
 
+/// Resolves a path that must name a file of a live container (EISDIR for a container).
+template <class H>
+std::error_code resolve_file(H& h, std::string_view path, target<H>& t) noexcept {
+    if (std::error_code ec = resolve(h, path, t)) return ec;
+    if (t.file == nullptr) return errno_code(EISDIR);
+    if (t.dir->removed()) return errno_code(ENODEV);
+    return {};
+}
+
 }  // namespace detail
 
 /// Creates the container at `path`. Errors as mkdir(2) on cgroupfs: ENOENT (no parent, or empty
@@ -251,10 +260,8 @@ template <class H>
 [[nodiscard]] std::error_code read(H& h, std::string_view path, std::string& out) noexcept {
     read_section rs;
     detail::target<H> t;
-    if (std::error_code ec = detail::resolve(h, path, t)) return ec;
-    if (t.file == nullptr) return detail::errno_code(EISDIR);
+    if (std::error_code ec = detail::resolve_file(h, path, t)) return ec;
     if (!t.file->read) return detail::errno_code(EINVAL);
-    if (t.dir->removed()) return detail::errno_code(ENODEV);
     std::string content;
     if (std::error_code ec = containers::detail::guarded_call([&] { return t.file->read(*t.dir, content); })) return ec;
     out = std::move(content);
@@ -268,10 +275,8 @@ template <class H>
 [[nodiscard]] std::error_code write(H& h, std::string_view path, std::string_view value) noexcept {
     read_section rs;
     detail::target<H> t;
-    if (std::error_code ec = detail::resolve(h, path, t)) return ec;
-    if (t.file == nullptr) return detail::errno_code(EISDIR);
+    if (std::error_code ec = detail::resolve_file(h, path, t)) return ec;
     if (!t.file->write) return detail::errno_code(EINVAL);
-    if (t.dir->removed()) return detail::errno_code(ENODEV);
     if (value.size() > detail::max_write) return detail::errno_code(E2BIG);
     if (value.empty()) return {};
     // The kernel hands handlers a NUL-terminated copy: text after a NUL byte is not seen.

@@ -1,0 +1,317 @@
+// Masks of CPUs or memory nodes, of any size, with the kernel's text formats.
+//
+// A cpumask is a growable bitset (a machine with 4096 or more CPUs is as welcome as one with 2),
+// with the set algebra a cpuset needs (union, intersection, difference, subset), iteration over
+// the set bits, and conversion to and from the dynamically sized cpu_set_t that
+// sched_setaffinity takes. parse_list and to_list speak the kernel's list format ("0-3,8",
+// "0-15:2/4", "N" for the last bit), parse_hex and to_hex its mask format ("ff,ffffffff"), with
+// the errors the kernel returns for each malformed input: EINVAL for syntax, ERANGE for a bit
+// beyond the limit, EOVERFLOW for a number that does not fit 32 bits.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cctype>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <sched.h>
+
+#include "detail/errors.hpp"
+
+namespace containers {
+
+class cpumask {
+public:
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+    cpumask() = default;
+    /// The bits first..last, inclusive.
+    static cpumask range(std::size_t first, std::size_t last) {
+        cpumask m;
+        for (std::size_t i = first; i <= last; ++i) m.set(i);
+        return m;
+    }
+
+    void set(std::size_t bit) {
+        if (bit / 64 >= words_.size()) words_.resize(bit / 64 + 1, 0);
+        words_[bit / 64] |= std::uint64_t{1} << (bit % 64);
+    }
+    void reset(std::size_t bit) noexcept {
+        if (bit / 64 < words_.size()) words_[bit / 64] &= ~(std::uint64_t{1} << (bit % 64));
+        trim();
+    }
+    [[nodiscard]] bool test(std::size_t bit) const noexcept {
+        return bit / 64 < words_.size() && (words_[bit / 64] >> (bit % 64) & 1) != 0;
+    }
+    void clear() noexcept { words_.clear(); }
+    [[nodiscard]] bool empty() const noexcept { return words_.empty(); }
+    [[nodiscard]] std::size_t count() const noexcept {
+        std::size_t n = 0;
+        for (std::uint64_t w : words_) n += static_cast<std::size_t>(std::popcount(w));
+        return n;
+    }
+    /// The lowest set bit at or after `from`, or npos.
+    [[nodiscard]] std::size_t next(std::size_t from = 0) const noexcept {
+        for (std::size_t w = from / 64; w < words_.size(); ++w) {
+            std::uint64_t bits = words_[w];
+            if (w == from / 64) bits &= ~std::uint64_t{0} << (from % 64);
+            if (bits != 0) return w * 64 + static_cast<std::size_t>(std::countr_zero(bits));
+        }
+        return npos;
+    }
+    [[nodiscard]] std::size_t first() const noexcept { return next(0); }
+    /// One past the highest set bit (0 when empty).
+    [[nodiscard]] std::size_t extent() const noexcept {
+        if (words_.empty()) return 0;
+        return (words_.size() - 1) * 64 + 64 - static_cast<std::size_t>(std::countl_zero(words_.back()));
+    }
+
+    cpumask& operator|=(cpumask const& o) {
+        if (o.words_.size() > words_.size()) words_.resize(o.words_.size(), 0);
+        for (std::size_t i = 0; i < o.words_.size(); ++i) words_[i] |= o.words_[i];
+        return *this;
+    }
+    cpumask& operator&=(cpumask const& o) noexcept {
+        words_.resize(std::min(words_.size(), o.words_.size()));
+        for (std::size_t i = 0; i < words_.size(); ++i) words_[i] &= o.words_[i];
+        trim();
+        return *this;
+    }
+    /// Difference: the bits of this mask that are not in `o`.
+    cpumask& operator-=(cpumask const& o) noexcept {
+        for (std::size_t i = 0; i < std::min(words_.size(), o.words_.size()); ++i) words_[i] &= ~o.words_[i];
+        trim();
+        return *this;
+    }
+    friend cpumask operator|(cpumask a, cpumask const& b) { return a |= b; }
+    friend cpumask operator&(cpumask a, cpumask const& b) noexcept { return a &= b; }
+    friend cpumask operator-(cpumask a, cpumask const& b) noexcept { return a -= b; }
+    friend bool operator==(cpumask const&, cpumask const&) = default;
+
+    [[nodiscard]] bool subset_of(cpumask const& o) const noexcept {
+        for (std::size_t i = 0; i < words_.size(); ++i) {
+            if ((words_[i] & ~(i < o.words_.size() ? o.words_[i] : 0)) != 0) return false;
+        }
+        return true;
+    }
+    [[nodiscard]] bool intersects(cpumask const& o) const noexcept {
+        for (std::size_t i = 0; i < std::min(words_.size(), o.words_.size()); ++i) {
+            if ((words_[i] & o.words_[i]) != 0) return true;
+        }
+        return false;
+    }
+
+    /// Iteration over the set bits, in ascending order.
+    class iterator {
+    public:
+        using value_type = std::size_t;
+        using difference_type = std::ptrdiff_t;
+        using iterator_category = std::forward_iterator_tag;
+        iterator() = default;
+        iterator(cpumask const* m, std::size_t bit) noexcept : mask_(m), bit_(bit) {}
+        std::size_t operator*() const noexcept { return bit_; }
+        iterator& operator++() noexcept {
+            bit_ = mask_->next(bit_ + 1);
+            return *this;
+        }
+        iterator operator++(int) noexcept {
+            iterator t = *this;
+            ++*this;
+            return t;
+        }
+        friend bool operator==(iterator const& a, iterator const& b) noexcept { return a.bit_ == b.bit_; }
+
+    private:
+        cpumask const* mask_ = nullptr;
+        std::size_t bit_ = npos;
+    };
+    [[nodiscard]] iterator begin() const noexcept { return {this, first()}; }
+    [[nodiscard]] iterator end() const noexcept { return {this, npos}; }
+
+    /// A cpu_set_t of `bits` CPUs (at least the mask's extent), allocated with CPU_ALLOC, and its
+    /// size in bytes for sched_setaffinity.
+    struct cpu_set {
+        struct deleter {
+            void operator()(cpu_set_t* p) const noexcept { CPU_FREE(p); }
+        };
+        std::unique_ptr<cpu_set_t, deleter> set;
+        std::size_t bytes = 0;
+    };
+    [[nodiscard]] cpu_set to_cpu_set(std::size_t bits = 0) const {
+        bits = std::max({bits, extent(), std::size_t{1}});
+        cpu_set out{std::unique_ptr<cpu_set_t, cpu_set::deleter>(CPU_ALLOC(static_cast<int>(bits))), CPU_ALLOC_SIZE(static_cast<int>(bits))};
+        if (!out.set) return out;
+        CPU_ZERO_S(out.bytes, out.set.get());
+        for (std::size_t cpu : *this) CPU_SET_S(cpu, out.bytes, out.set.get());
+        return out;
+    }
+    [[nodiscard]] static cpumask from_cpu_set(cpu_set_t const* set, std::size_t bytes) {
+        cpumask m;
+        for (std::size_t cpu = 0; cpu < bytes * 8; ++cpu) {
+            if (CPU_ISSET_S(cpu, bytes, set)) m.set(cpu);
+        }
+        return m;
+    }
+
+    /// The kernel's list format without a newline: "0-3,8"; empty for an empty mask.
+    [[nodiscard]] std::string to_list() const {
+        std::string out;
+        for (std::size_t b = first(); b != npos;) {
+            std::size_t e = b;
+            while (test(e + 1)) ++e;
+            if (!out.empty()) out += ',';
+            out += std::to_string(b);
+            if (e > b) out += '-' + std::to_string(e);
+            b = next(e + 1);
+        }
+        return out;
+    }
+
+    /// Parses the kernel's list format, as bitmap_parselist does for a mask of `nbits` bits:
+    /// regions "A", "A-B" or "A-B:USED/GROUP" ("N" is the last bit), separated by commas and
+    /// white space; the text ends at the first newline. EINVAL for malformed text or an empty or
+    /// inverted region, ERANGE for a bit at or beyond `nbits`, EOVERFLOW for a number beyond 32
+    /// bits. On error `out` is unchanged.
+    [[nodiscard]] static std::error_code parse_list(std::string_view s, std::size_t nbits, cpumask& out);
+
+    /// The kernel's mask format for `nbits` bits: 32-bit groups in hex, most significant first,
+    /// separated by commas; the first group as wide as the bits it holds ("3" for 2 bits).
+    [[nodiscard]] std::string to_hex(std::size_t nbits) const {
+        std::size_t const groups = std::max<std::size_t>(1, (nbits + 31) / 32);
+        std::size_t const first_bits = nbits % 32 == 0 ? 32 : nbits % 32;
+        std::string out;
+        static constexpr char digits[] = "0123456789abcdef";
+        for (std::size_t g = groups; g-- > 0;) {
+            std::uint32_t const v = static_cast<std::uint32_t>(
+                g / 2 < words_.size() ? words_[g / 2] >> (g % 2 * 32) : 0);
+            std::size_t const width = g == groups - 1 ? (first_bits + 3) / 4 : 8;
+            for (std::size_t d = width; d-- > 0;) out += digits[v >> (d * 4) & 0xf];
+            if (g != 0) out += ',';
+        }
+        return out;
+    }
+
+    /// Parses the kernel's mask format (as bitmap_parse): comma-separated hex groups of up to 32
+    /// bits, most significant first, ending at a newline. EINVAL for malformed text, EOVERFLOW
+    /// for set bits at or beyond `nbits`.
+    [[nodiscard]] static std::error_code parse_hex(std::string_view s, std::size_t nbits, cpumask& out);
+
+private:
+    void trim() noexcept {
+        while (!words_.empty() && words_.back() == 0) words_.pop_back();
+    }
+
+    std::vector<std::uint64_t> words_;  // no trailing zero words, so that == compares sets
+};
+
+namespace detail {
+
+inline bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
+inline bool list_end_of_str(char c) noexcept { return c == '\0' || c == '\n'; }
+inline bool list_end_of_region(char c) noexcept { return is_space(c) || c == ',' || list_end_of_str(c); }
+
+// A decimal number, or "N" for the last bit. Advances `i`.
+inline std::error_code list_number(std::string_view s, std::size_t& i, std::size_t last_bit, std::uint64_t& out) noexcept {
+    if (i < s.size() && s[i] == 'N') {
+        ++i;
+        out = last_bit;
+        return {};
+    }
+    std::size_t const start = i;
+    std::uint64_t v = 0;
+    bool overflow = false;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+        v = v * 10 + static_cast<std::uint64_t>(s[i++] - '0');
+        if (v > 0xffffffffu) overflow = true;
+    }
+    if (i == start) return errno_code(EINVAL);
+    if (overflow) return errno_code(EOVERFLOW);
+    out = v;
+    return {};
+}
+
+}  // namespace detail
+
+inline std::error_code cpumask::parse_list(std::string_view s, std::size_t nbits, cpumask& out) {
+    s = s.substr(0, s.find('\n'));
+    cpumask m;
+    std::size_t const last = nbits == 0 ? 0 : nbits - 1;
+    std::size_t i = 0;
+    auto at = [&](std::size_t k) { return k < s.size() ? s[k] : '\0'; };
+    for (;;) {
+        while (i < s.size() && (detail::is_space(s[i]) || s[i] == ',')) ++i;
+        if (detail::list_end_of_str(at(i))) break;
+        std::uint64_t start = 0, end = 0, used = 0, group = 0;
+        if (std::error_code ec = detail::list_number(s, i, last, start)) return ec;
+        end = start;
+        bool pattern = false;
+        if (!detail::list_end_of_region(at(i))) {
+            if (at(i) != '-') return detail::errno_code(EINVAL);
+            ++i;
+            if (std::error_code ec = detail::list_number(s, i, last, end)) return ec;
+            if (!detail::list_end_of_region(at(i))) {
+                if (at(i) != ':') return detail::errno_code(EINVAL);
+                ++i;
+                if (std::error_code ec = detail::list_number(s, i, last, used)) return ec;
+                if (at(i) != '/') return detail::errno_code(EINVAL);
+                ++i;
+                if (std::error_code ec = detail::list_number(s, i, last, group)) return ec;
+                pattern = true;
+            }
+        }
+        if (!pattern) used = group = end + 1;
+        if (start > end || group == 0 || used > group) return detail::errno_code(EINVAL);
+        if (end >= nbits) return detail::errno_code(ERANGE);
+        for (std::uint64_t b = start; b <= end; ++b) {
+            if ((b - start) % group < used) m.set(static_cast<std::size_t>(b));
+        }
+    }
+    out = std::move(m);
+    return {};
+}
+
+inline std::error_code cpumask::parse_hex(std::string_view s, std::size_t nbits, cpumask& out) {
+    s = s.substr(0, s.find('\n'));
+    if (s.empty()) return detail::errno_code(EINVAL);
+    std::vector<std::uint32_t> groups;  // most significant first
+    std::size_t i = 0;
+    for (;;) {
+        std::size_t const start = i;
+        std::uint64_t v = 0;
+        while (i < s.size() && std::isxdigit(static_cast<unsigned char>(s[i]))) {
+            char const c = s[i++];
+            v = v * 16 + static_cast<std::uint64_t>(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+            if (v > 0xffffffffu) return detail::errno_code(EOVERFLOW);
+        }
+        if (i == start) return detail::errno_code(EINVAL);
+        groups.push_back(static_cast<std::uint32_t>(v));
+        if (i == s.size()) break;
+        if (s[i] != ',') return detail::errno_code(EINVAL);
+        ++i;
+    }
+    cpumask m;
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+        std::size_t const base = (groups.size() - 1 - g) * 32;
+        for (std::size_t b = 0; b < 32; ++b) {
+            if ((groups[g] >> b & 1) == 0) continue;
+            if (base + b >= nbits) return detail::errno_code(EOVERFLOW);
+            m.set(base + b);
+        }
+    }
+    out = std::move(m);
+    return {};
+}
+
+/// Node masks have the same shape and formats.
+using nodemask = cpumask;
+
+}  // namespace containers
