@@ -139,7 +139,13 @@ std::string cpu_list(cpu_set_t const& set) {
 
 class shell {
 public:
-    shell() = default;
+    // Every subsystem the library ships is registered.
+    shell() {
+        containers::subsystem_handle<containers::cpuset, hierarchy> cs;
+        if (std::error_code ec = h_.register_subsystem(cs)) {
+            std::fprintf(stderr, "cgsh: cpuset: %s\n", ec.message().c_str());
+        }
+    }
 
     // Runs one line; false when it failed. Output goes to `out`.
     std::error_code run(std::string const& line, std::string& out, bool& is_command) {

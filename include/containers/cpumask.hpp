@@ -162,6 +162,14 @@ public:
         return m;
     }
 
+    /// The bits as the kernel's unsigned long arrays (set_mempolicy, mbind), `nbits` wide.
+    [[nodiscard]] std::vector<unsigned long> to_ulongs(std::size_t nbits) const {
+        constexpr std::size_t per = sizeof(unsigned long) * 8;
+        std::vector<unsigned long> out(std::max<std::size_t>(1, (std::max(nbits, extent()) + per - 1) / per), 0);
+        for (std::size_t b : *this) out[b / per] |= 1ul << (b % per);
+        return out;
+    }
+
     /// The kernel's list format without a newline: "0-3,8"; empty for an empty mask.
     [[nodiscard]] std::string to_list() const {
         std::string out;

@@ -461,6 +461,13 @@ public:
     /// The record of task `id`, or nullptr. Same rules as container_of().
     [[nodiscard]] task* find_task(id_type id) const noexcept { return tasks_.find(id); }
 
+    /// For subsystems: frees `n` (its reclaim function) once no reader can still see it, after a
+    /// grace period and outside the locks. Manage lock held.
+    void retire(detail::retired_node& n) noexcept {
+        assert(manage_.held_by_me());
+        push_retired(n);
+    }
+
     // ---- locks ---------------------------------------------------------------------------------
 
     using lock_type = detail::owned_mutex;
