@@ -446,3 +446,19 @@ TEST_CASE("a cpuset script gives the same results on the kernel and on the libra
         }
     }
 }
+
+TEST_CASE("the typed setters validate as the files do", "[cpuset][rules]") {
+    injected m;
+    lcpuset& cs = m.cs.subsystem();
+    REQUIRE_FALSE(fs::mkdir(m.h, "/a"));
+    LH::container* a = nullptr;
+    REQUIRE_FALSE(m.h.lookup("/a", a));
+    REQUIRE_FALSE(cs.set_cpus(*a, list("2-5")));
+    CHECK(read(m.h, "/a/cpuset.cpus") == "2-5\n");
+    CHECK(errc_of(cs.set_cpus(*a, list("64"))) == std::errc::invalid_argument);
+    CHECK(errc_of(cs.set_cpus(*a, list("200"))) == std::errc::result_out_of_range);
+    CHECK(errc_of(cs.set_cpus(m.h.top(), list("1"))) == std::errc::permission_denied);
+    REQUIRE_FALSE(cs.set_mems(*a, list("1")));
+    CHECK(read(m.h, "/a/cpuset.mems") == "1\n");
+    CHECK(errc_of(cs.set_mems(*a, list("6"))) == std::errc::invalid_argument);
+}

@@ -182,6 +182,7 @@ struct target {
 };
 
 inline bool split_last(std::string_view path, std::string_view& parent, std::string_view& last) noexcept {
+    // For mkdir: the parent's path and the new name.
     while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
     std::size_t const slash = path.rfind('/');
     if (slash == std::string_view::npos) return false;
@@ -196,23 +197,15 @@ template <class H>
 std::error_code resolve(H& h, std::string_view path, target<H>& out) noexcept {
     if (path.empty()) return errno_code(ENOENT);
     if (path.front() != '/') return errno_code(EINVAL);
-    std::string_view parent, last;
-    if (!split_last(path, parent, last) || last.empty()) {  // "/" itself
-        out.dir = &h.top();
-        return {};
-    }
-    typename H::container* dir = nullptr;
-    if (std::error_code ec = h.lookup(path, dir); !ec) {
-        out.dir = dir;
-        return {};
-    }
-    // Not a container: the parent must be one and hold a file of that name.
-    if (std::error_code ec = resolve(h, parent, out)) return ec;
-    if (out.file != nullptr) return errno_code(ENOTDIR);
-    out.file = find_file(core_files<H>(), *out.dir, last);
+    std::string_view rest;
+    if (std::error_code ec = h.walk(path, out.dir, rest)) return ec;
+    if (rest.empty()) return {};
+    // What remains must be one file name, with nothing after it but a trailing slash.
+    std::size_t const slash = rest.find('/');
+    std::string_view const name = rest.substr(0, slash);
+    out.file = find_file(core_files<H>(), *out.dir, name);
     if (out.file == nullptr) return errno_code(ENOENT);
-    // A trailing slash after a file's name: the file is not a directory.
-    if (path.back() == '/') return errno_code(ENOTDIR);
+    if (slash != std::string_view::npos) return errno_code(ENOTDIR);  // a file used as a directory
     return {};
 }
 

@@ -1,6 +1,7 @@
 // Masks of CPUs or memory nodes, of any size, with the kernel's text formats.
 //
-// A cpumask is a growable bitset (a machine with 4096 or more CPUs is as welcome as one with 2),
+// A cpumask is a growable bitset (a machine with 4096 or more CPUs is as welcome as one with 2,
+// and up to 256 bits need no allocation),
 // with the set algebra a cpuset needs (union, intersection, difference, subset), iteration over
 // the set bits, and conversion to and from the dynamically sized cpu_set_t that
 // sched_setaffinity takes. parse_list and to_list speak the kernel's list format ("0-3,8",
@@ -95,7 +96,9 @@ public:
     friend cpumask operator|(cpumask a, cpumask const& b) { return a |= b; }
     friend cpumask operator&(cpumask a, cpumask const& b) noexcept { return a &= b; }
     friend cpumask operator-(cpumask a, cpumask const& b) noexcept { return a -= b; }
-    friend bool operator==(cpumask const&, cpumask const&) = default;
+    friend bool operator==(cpumask const& a, cpumask const& b) noexcept {
+        return std::equal(a.words_.begin(), a.words_.end(), b.words_.begin(), b.words_.end());
+    }
 
     [[nodiscard]] bool subset_of(cpumask const& o) const noexcept {
         for (std::size_t i = 0; i < words_.size(); ++i) {
@@ -162,6 +165,14 @@ public:
         return m;
     }
 
+    /// The bits as a cpu_set_t for sched_setaffinity, without copying: the kernel reads the
+    /// `affinity_bytes()` bytes and takes the CPUs beyond them as unset.
+    [[nodiscard]] cpu_set_t const* affinity_data() const noexcept {
+        static std::uint64_t const none = 0;
+        return reinterpret_cast<cpu_set_t const*>(words_.empty() ? &none : words_.data());
+    }
+    [[nodiscard]] std::size_t affinity_bytes() const noexcept { return std::max<std::size_t>(1, words_.size()) * 8; }
+
     /// The bits as the kernel's unsigned long arrays (set_mempolicy, mbind), `nbits` wide.
     [[nodiscard]] std::vector<unsigned long> to_ulongs(std::size_t nbits) const {
         constexpr std::size_t per = sizeof(unsigned long) * 8;
@@ -218,7 +229,69 @@ private:
         while (!words_.empty() && words_.back() == 0) words_.pop_back();
     }
 
-    std::vector<std::uint64_t> words_;  // no trailing zero words, so that == compares sets
+    // Words of bits, without trailing zero words so that == compares sets. Up to 256 bits live
+    // inline: most machines' masks, copied on every configuration change, then cost no allocation.
+    class word_storage {
+    public:
+        word_storage() noexcept = default;
+        word_storage(word_storage const& o) { assign(o); }
+        word_storage& operator=(word_storage const& o) {
+            if (this != &o) assign(o);
+            return *this;
+        }
+        word_storage(word_storage&& o) noexcept { take(o); }
+        word_storage& operator=(word_storage&& o) noexcept {
+            if (this != &o) take(o);
+            return *this;
+        }
+
+        [[nodiscard]] std::size_t size() const noexcept { return size_; }
+        [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+        [[nodiscard]] std::uint64_t* data() noexcept { return heap_ ? heap_.get() : inline_; }
+        [[nodiscard]] std::uint64_t const* data() const noexcept { return heap_ ? heap_.get() : inline_; }
+        std::uint64_t& operator[](std::size_t i) noexcept { return data()[i]; }
+        std::uint64_t operator[](std::size_t i) const noexcept { return data()[i]; }
+        [[nodiscard]] std::uint64_t back() const noexcept { return data()[size_ - 1]; }
+        std::uint64_t const* begin() const noexcept { return data(); }
+        std::uint64_t const* end() const noexcept { return data() + size_; }
+        void clear() noexcept { size_ = 0; }
+        void pop_back() noexcept { --size_; }
+        /// Grows (new words are zero) or shrinks.
+        void resize(std::size_t n, std::uint64_t = 0) {
+            if (n > capacity_) {
+                std::size_t cap = capacity_ * 2;
+                while (cap < n) cap *= 2;
+                std::unique_ptr<std::uint64_t[]> bigger(new std::uint64_t[cap]);
+                std::copy(data(), data() + size_, bigger.get());
+                heap_ = std::move(bigger);
+                capacity_ = cap;
+            }
+            if (n > size_) std::fill(data() + size_, data() + n, 0);
+            size_ = n;
+        }
+
+    private:
+        void assign(word_storage const& o) {
+            size_ = 0;
+            resize(o.size_);
+            std::copy(o.data(), o.data() + o.size_, data());
+        }
+        void take(word_storage& o) noexcept {
+            heap_ = std::move(o.heap_);  // ours is freed; o's, if any, is stolen
+            capacity_ = heap_ ? o.capacity_ : inline_words;
+            if (!heap_) std::copy(o.inline_, o.inline_ + o.size_, inline_);
+            size_ = o.size_;
+            o.size_ = 0;
+            o.capacity_ = inline_words;
+        }
+
+        static constexpr std::size_t inline_words = 4;
+        std::size_t size_ = 0;
+        std::size_t capacity_ = inline_words;
+        std::uint64_t inline_[inline_words] = {};
+        std::unique_ptr<std::uint64_t[]> heap_;
+    };
+    word_storage words_;
 };
 
 namespace detail {

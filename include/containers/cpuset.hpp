@@ -96,7 +96,6 @@ public:
         cpumask cpus;
         cpumask mems;
         std::uint64_t generation = 0;  // unique per snapshot, for refresh()
-        cpumask::cpu_set affinity;     // cpus as a cpu_set_t, ready for sched_setaffinity
     };
 
     struct state {
@@ -237,6 +236,11 @@ public:
         state_of(h.container_of(id)).pressure.mark_event(clock_());
     }
 
+    /// The typed face of writing cpuset.cpus and cpuset.mems, for runtimes that configure
+    /// cpusets without text: the same validation and errors, no parsing, no path lookup.
+    [[nodiscard]] std::error_code set_cpus(container& c, cpumask const& cpus) { return set_mask(c, cpus, true); }
+    [[nodiscard]] std::error_code set_mems(container& c, cpumask const& mems) { return set_mask(c, mems, false); }
+
     /// Task `id` asks for `cpus` (as sched_setaffinity through the library): remembered, and
     /// applied within its cpuset (the intersection, or the cpuset's CPUs where that is empty), now
     /// and after every change. Errors: EINVAL (empty, or no such CPU online).
@@ -330,7 +334,6 @@ private:
         snap->cpus = s.effective_cpus;
         snap->mems = s.effective_mems;
         snap->generation = next_generation_.fetch_add(1, std::memory_order_relaxed) + 1;
-        snap->affinity = s.effective_cpus.to_cpu_set(topology_.possible_cpus);
         snap->reclaim = [](detail::retired_node* n) noexcept { delete static_cast<snapshot*>(n); };
         if (snapshot const* old = s.published.exchange(snap, std::memory_order_acq_rel)) pending_.push_back(old);
     }
@@ -347,18 +350,17 @@ private:
     void apply_affinity(id_type id, state const& s) noexcept {
         if constexpr (H::traits_type::thread_bound) {
             snapshot const* snap = s.published.load(std::memory_order_acquire);
-            if (snap == nullptr || snap->cpus.empty() || !snap->affinity.set) return;
+            if (snap == nullptr || snap->cpus.empty()) return;
             if (!requested_.empty()) {
                 if (auto it = requested_.find(id); it != requested_.end()) {
                     cpumask const mine = it->second & snap->cpus;
                     if (!mine.empty()) {
-                        auto set = mine.to_cpu_set(topology_.possible_cpus);
-                        if (set.set) (void)::sched_setaffinity(id, set.bytes, set.set.get());
+                        (void)::sched_setaffinity(id, mine.affinity_bytes(), mine.affinity_data());
                         return;
                     }
                 }
             }
-            (void)::sched_setaffinity(id, snap->affinity.bytes, snap->affinity.set.get());
+            (void)::sched_setaffinity(id, snap->cpus.affinity_bytes(), snap->cpus.affinity_data());
         }
     }
 
@@ -431,6 +433,13 @@ private:
         if (!value.empty()) {
             if (std::error_code ec = cpumask::parse_list(value, bits, m)) return ec;
         }
+        return cs.set_mask(c, m, cpus);
+    }
+
+    std::error_code set_mask(container& c, cpumask const& m, bool cpus) {
+        if (c.is_top()) return detail::errno_code(EACCES);
+        std::size_t const bits = cpus ? topology_.possible_cpus : std::max<std::size_t>(1024, topology_.possible_nodes);
+        if (m.extent() > bits) return detail::errno_code(ERANGE);
         return change(c, [&](state& trial) -> std::error_code {
             cpumask const& top = cpus ? state_of(c.owner().top()).cpus : state_of(c.owner().top()).mems;
             if (!m.subset_of(top)) return detail::errno_code(EINVAL);  // not online

@@ -178,30 +178,46 @@ public:
     }
 
     /// Effects: finds the container at an absolute path ("/", "/a/b", "/a/b/"; repeated slashes
-    ///   are one, as in file paths).
+    ///   are one, "." and ".." as in file paths).
     /// Errors: EINVAL (not absolute), ENOENT (no such container).
     /// Locking: takes the manage lock. The result stays valid until it is removed.
     [[nodiscard]] std::error_code lookup(std::string_view p, container*& out) noexcept {
+        container* c = nullptr;
+        std::string_view rest;
+        if (std::error_code ec = walk(p, c, rest)) return ec;
+        if (!rest.empty()) return detail::errno_code(ENOENT);
+        out = c;
+        return {};
+    }
+
+    /// Effects: follows an absolute path as far as containers go: `deepest` is the last container
+    ///   on it, `rest` what remains from the first component that names no child (empty when the
+    ///   whole path is a container). One pass, for the path interface's files.
+    /// Errors: EINVAL (not absolute), ENOENT (empty). Locking: takes the manage lock.
+    [[nodiscard]] std::error_code walk(std::string_view p, container*& deepest, std::string_view& rest) noexcept {
         if (p.empty() || p.front() != '/') return detail::errno_code(p.empty() ? ENOENT : EINVAL);
         std::lock_guard g(manage_);
         container* c = top_;
         while (!p.empty()) {
             std::size_t const start = p.find_first_not_of('/');
-            if (start == std::string_view::npos) break;
+            if (start == std::string_view::npos) {
+                p = {};  // only slashes left
+                break;
+            }
             p.remove_prefix(start);
             std::size_t const end = std::min(p.find('/'), p.size());
             std::string_view const part = p.substr(0, end);
-            p.remove_prefix(end);
-            if (part == ".") continue;
             if (part == "..") {
                 if (c->parent_ != nullptr) c = c->parent_;
-                continue;
+            } else if (part != ".") {
+                auto it = c->children_.find(part, typename container::by_name{});
+                if (it == c->children_.end()) break;
+                c = &*it;
             }
-            auto it = c->children_.find(part, typename container::by_name{});
-            if (it == c->children_.end()) return detail::errno_code(ENOENT);
-            c = &*it;
+            p.remove_prefix(end);
         }
-        out = c;
+        deepest = c;
+        rest = p;
         return {};
     }
 
