@@ -462,3 +462,32 @@ TEST_CASE("the typed setters validate as the files do", "[cpuset][rules]") {
     CHECK(read(m.h, "/a/cpuset.mems") == "1\n");
     CHECK(errc_of(cs.set_mems(*a, list("6"))) == std::errc::invalid_argument);
 }
+
+TEST_CASE("scheduling domains follow sched_load_balance, and a callback hears of changes", "[cpuset][domains]") {
+    injected m;
+    lcpuset& cs = m.cs.subsystem();
+    std::vector<std::vector<cpumask>> heard;
+    cs.on_sched_domains_changed([&](std::vector<cpumask> const& d) { heard.push_back(d); });
+    CHECK(cs.sched_domains(m.h) == std::vector<cpumask>{list("0-63")});
+    REQUIRE_FALSE(fs::write(m.h, "/cgroup.clone_children", "0"));
+    for (auto [name, cpus] : {std::pair{"/rt", "0-3"}, std::pair{"/batch", "4-31"}, std::pair{"/batch2", "16-47"}, std::pair{"/iso", "48-63"}}) {
+        REQUIRE_FALSE(fs::mkdir(m.h, name));
+        REQUIRE_FALSE(fs::write(m.h, std::string(name) + "/cpuset.cpus", cpus));
+    }
+    REQUIRE_FALSE(fs::write(m.h, "/iso/cpuset.sched_load_balance", "0"));
+    REQUIRE_FALSE(fs::mkdir(m.h, "/iso/inner"));
+    REQUIRE_FALSE(fs::write(m.h, "/iso/inner/cpuset.cpus", "60-63"));
+    heard.clear();
+    REQUIRE_FALSE(fs::write(m.h, "/cpuset.sched_load_balance", "0"));
+    // rt alone; batch and batch2 overlap and merge; iso does not balance, but its child does.
+    std::vector<cpumask> const expected{list("0-3"), list("4-47"), list("60-63")};
+    CHECK(cs.sched_domains(m.h) == expected);
+    REQUIRE(heard.size() == 1);
+    CHECK(heard[0] == expected);
+    REQUIRE_FALSE(fs::write(m.h, "/batch2/cpuset.cpus", "32-47"));
+    CHECK(cs.sched_domains(m.h) == std::vector<cpumask>{list("0-3"), list("4-31"), list("32-47"), list("60-63")});
+    CHECK(heard.size() == 2);
+    REQUIRE_FALSE(fs::write(m.h, "/cpuset.sched_load_balance", "1"));
+    CHECK(cs.sched_domains(m.h) == std::vector<cpumask>{list("0-63")});
+    CHECK(heard.size() == 3);
+}

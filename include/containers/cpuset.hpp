@@ -236,6 +236,22 @@ public:
         state_of(h.container_of(id)).pressure.mark_event(clock_());
     }
 
+    /// The partition of CPUs into scheduling domains that cpuset.sched_load_balance induces (the
+    /// kernel's generate_sched_domains for cgroup v1): one domain of all the top cpuset's CPUs
+    /// while it balances; otherwise the CPUs of the highest balancing cpusets, overlapping ones
+    /// merged; CPUs in no balancing cpuset are in no domain. A work-stealing scheduler keeps one
+    /// queue per domain. Takes the manage lock.
+    [[nodiscard]] std::vector<cpumask> sched_domains(H& h) {
+        auto lock = h.manage_lock();
+        return domains_locked(h);
+    }
+    /// Called, without the hierarchy's locks, with the new partition whenever it changes.
+    void on_sched_domains_changed(std::function<void(std::vector<cpumask> const&)> callback) {
+        std::lock_guard g(domains_mutex_);
+        has_domains_callback_.store(static_cast<bool>(callback), std::memory_order_release);
+        domains_callback_ = std::move(callback);
+    }
+
     /// The typed face of writing cpuset.cpus and cpuset.mems, for runtimes that configure
     /// cpusets without text: the same validation and errors, no parsing, no path lookup.
     [[nodiscard]] std::error_code set_cpus(container& c, cpumask const& cpus) { return set_mask(c, cpus, true); }
@@ -364,6 +380,69 @@ private:
         }
     }
 
+    std::vector<cpumask> domains_locked(H& h) {
+        std::vector<cpumask> found;
+        if (state_of(h.top()).sched_load_balance) {
+            found.push_back(state_of(h.top()).effective_cpus);
+            return found;
+        }
+        // Pre-order, skipping the subtrees below a balancing cpuset.
+        container* c = &h.top();
+        auto const next_skipping = [&](container* from, bool descend) -> container* {
+            if (descend) {
+                for (container& child : views::children(*from)) return &child;
+            }
+            while (from != &h.top()) {
+                container* parent = from->parent();
+                bool seen = false;
+                for (container& sib : views::children(*parent)) {
+                    if (seen) return &sib;
+                    seen = &sib == from;
+                }
+                from = parent;
+            }
+            return nullptr;
+        };
+        for (c = next_skipping(c, true); c != nullptr;) {
+            state const& s = state_of(*c);
+            bool const balances = s.sched_load_balance && !s.effective_cpus.empty();
+            if (balances) found.push_back(s.effective_cpus);
+            c = next_skipping(c, !s.sched_load_balance);
+        }
+        // Merge overlapping sets until none overlap.
+        for (bool merged = true; merged;) {
+            merged = false;
+            for (std::size_t i = 0; i < found.size() && !merged; ++i) {
+                for (std::size_t j = i + 1; j < found.size(); ++j) {
+                    if (found[i].intersects(found[j])) {
+                        found[i] |= found[j];
+                        found.erase(found.begin() + static_cast<std::ptrdiff_t>(j));
+                        merged = true;
+                        break;
+                    }
+                }
+            }
+        }
+        std::sort(found.begin(), found.end(), [](cpumask const& a, cpumask const& b) { return a.first() < b.first(); });
+        return found;
+    }
+
+    // After a change that may move domain boundaries: tell the callback, outside the locks.
+    static void notify_domains(container& c) {
+        H& h = c.owner();
+        basic_cpuset& cs = self(c);
+        if (!cs.has_domains_callback_.load(std::memory_order_acquire)) return;  // nobody listens
+        std::vector<cpumask> now = cs.sched_domains(h);
+        std::function<void(std::vector<cpumask> const&)> callback;
+        {
+            std::lock_guard g(cs.domains_mutex_);
+            if (now == cs.last_domains_) return;
+            cs.last_domains_ = now;
+            callback = cs.domains_callback_;
+        }
+        if (callback) callback(now);
+    }
+
     // Validation of a change to `c` whose result would be `trial`, in the kernel's order.
     std::error_code validate(container& c, state const& cur, state const& trial) {
         auto subset = [](state const& p, state const& q) {
@@ -401,8 +480,17 @@ private:
     // A change to `c`: `edit` adjusts a trial copy; validation, then commit and re-application.
     template <class Edit>
     static std::error_code change(container& c, Edit edit) {
-        H& h = c.owner();
         basic_cpuset& cs = self(c);
+        bool cpus_changed = false;
+        if (std::error_code ec = cs.change_locked(c, edit, cpus_changed)) return ec;
+        if (cpus_changed) notify_domains(c);
+        return {};
+    }
+
+    template <class Edit>
+    std::error_code change_locked(container& c, Edit& edit, bool& cpus_changed) {
+        H& h = c.owner();
+        basic_cpuset& cs = *this;  // NOLINT: kept for symmetry with the static helpers
         auto lock = h.manage_lock();
         if (c.removed()) return detail::errno_code(ENODEV);
         state& s = state_of(c);
@@ -415,7 +503,7 @@ private:
         }
         if (std::error_code ec = cs.validate(c, s, trial)) return ec;
         auto cb_lock = h.callback_lock();
-        bool const cpus_changed = trial.cpus != s.cpus;
+        cpus_changed = trial.cpus != s.cpus;
         copy_config(s, trial);
         cs.publish(h, s, c.is_top() ? nullptr : &state_of(*c.parent()));
         if (cpus_changed) {
@@ -452,6 +540,10 @@ private:
     std::function<std::int64_t()> clock_;               // immutable
     std::unordered_map<id_type, cpumask> requested_;    // manage lock
     std::vector<snapshot const*> pending_;              // manage lock: replaced, not yet retired
+    std::mutex domains_mutex_;                          // guards the two below
+    std::function<void(std::vector<cpumask> const&)> domains_callback_;
+    std::vector<cpumask> last_domains_;
+    std::atomic<bool> has_domains_callback_{false};
     static inline std::atomic<std::uint64_t> next_generation_{0};
 };
 
@@ -508,7 +600,13 @@ std::vector<cftype<C>> const& basic_cpuset<H>::files() {
         v.push_back(plain_flag("cpuset.memory_migrate", &state::memory_migrate));
         v.push_back(plain_flag("cpuset.memory_spread_page", &state::spread_page));
         v.push_back(plain_flag("cpuset.memory_spread_slab", &state::spread_slab));
-        v.push_back(plain_flag("cpuset.sched_load_balance", &state::sched_load_balance));
+        cftype<C> balance = plain_flag("cpuset.sched_load_balance", &state::sched_load_balance);
+        balance.write = [plain = balance.write](C& c, std::string_view value) {
+            std::error_code ec = plain(c, value);
+            if (!ec) cs::notify_domains(c);
+            return ec;
+        };
+        v.push_back(balance);
         cftype<C> enabled = plain_flag("cpuset.memory_pressure_enabled", &state::memory_pressure_enabled);
         enabled.scope = cftype<C>::where::top_only;
         v.push_back(enabled);
