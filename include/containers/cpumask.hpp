@@ -266,15 +266,21 @@ private:
                 heap_ = std::move(bigger);
                 capacity_ = cap;
             }
-            if (n > size_) std::fill(data() + size_, data() + n, 0);
+            std::uint64_t* d = data();
+            for (std::size_t i = size_; i < n; ++i) d[i] = 0;  // a loop: masks are a few words
             size_ = n;
         }
 
     private:
         void assign(word_storage const& o) {
-            size_ = 0;
-            resize(o.size_);
-            std::copy(o.data(), o.data() + o.size_, data());
+            if (o.size_ > capacity_) {
+                size_ = 0;
+                resize(o.size_);
+            }
+            std::uint64_t* d = data();
+            std::uint64_t const* from = o.data();
+            for (std::size_t i = 0; i < o.size_; ++i) d[i] = from[i];
+            size_ = o.size_;
         }
         void take(word_storage& o) noexcept {
             heap_ = std::move(o.heap_);  // ours is freed; o's, if any, is stolen

@@ -443,9 +443,18 @@ private:
         if (callback) callback(now);
     }
 
+    // What validation looks at: a change is tried on a copy of this.
+    struct config {
+        cpumask cpus;
+        cpumask mems;
+        bool cpu_exclusive = false;
+        bool mem_exclusive = false;
+    };
+    static config config_of(state const& s) { return {s.cpus, s.mems, s.cpu_exclusive, s.mem_exclusive}; }
+
     // Validation of a change to `c` whose result would be `trial`, in the kernel's order.
-    std::error_code validate(container& c, state const& cur, state const& trial) {
-        auto subset = [](state const& p, state const& q) {
+    std::error_code validate(container& c, state const& cur, config const& trial) {
+        auto subset = [](auto const& p, auto const& q) {
             return p.cpus.subset_of(q.cpus) && p.mems.subset_of(q.mems) && p.cpu_exclusive <= q.cpu_exclusive &&
                    p.mem_exclusive <= q.mem_exclusive;
         };
@@ -469,13 +478,6 @@ private:
         return {};
     }
 
-    // Copies what validation looks at.
-    static void copy_config(state& to, state const& from) {
-        to.cpus = from.cpus;
-        to.mems = from.mems;
-        to.cpu_exclusive = from.cpu_exclusive;
-        to.mem_exclusive = from.mem_exclusive;
-    }
 
     // A change to `c`: `edit` adjusts a trial copy; validation, then commit and re-application.
     template <class Edit>
@@ -494,8 +496,7 @@ private:
         auto lock = h.manage_lock();
         if (c.removed()) return detail::errno_code(ENODEV);
         state& s = state_of(c);
-        state trial;
-        copy_config(trial, s);
+        config trial = config_of(s);
         if (std::error_code ec = edit(trial)) return ec;
         if (trial.cpus == s.cpus && trial.mems == s.mems && trial.cpu_exclusive == s.cpu_exclusive &&
             trial.mem_exclusive == s.mem_exclusive) {
@@ -504,7 +505,10 @@ private:
         if (std::error_code ec = cs.validate(c, s, trial)) return ec;
         auto cb_lock = h.callback_lock();
         cpus_changed = trial.cpus != s.cpus;
-        copy_config(s, trial);
+        s.cpus = std::move(trial.cpus);
+        s.mems = std::move(trial.mems);
+        s.cpu_exclusive = trial.cpu_exclusive;
+        s.mem_exclusive = trial.mem_exclusive;
         cs.publish(h, s, c.is_top() ? nullptr : &state_of(*c.parent()));
         if (cpus_changed) {
             for (auto const& task : views::tasks(c)) cs.apply_affinity(task.id, s);
@@ -528,7 +532,7 @@ private:
         if (c.is_top()) return detail::errno_code(EACCES);
         std::size_t const bits = cpus ? topology_.possible_cpus : std::max<std::size_t>(1024, topology_.possible_nodes);
         if (m.extent() > bits) return detail::errno_code(ERANGE);
-        return change(c, [&](state& trial) -> std::error_code {
+        return change(c, [&](config& trial) -> std::error_code {
             cpumask const& top = cpus ? state_of(c.owner().top()).cpus : state_of(c.owner().top()).mems;
             if (!m.subset_of(top)) return detail::errno_code(EINVAL);  // not online
             (cpus ? trial.cpus : trial.mems) = m;
@@ -571,14 +575,19 @@ std::vector<cftype<C>> const& basic_cpuset<H>::files() {
         v.push_back(list_file("cpuset.effective_mems", &state::effective_mems, false, false));
 
         // Flags that validation looks at go through change(); the others are set directly.
-        auto exclusive_flag = [](std::string_view n, bool state::*field) {
+        auto exclusive_flag = [](std::string_view n, bool state::*field, bool config::*trial_field) {
             return flag_file<C>(
                 n,
                 [field](C& c) {
                     auto lock = c.owner().manage_lock();
                     return cs::state_of(c).*field;
                 },
-                [field](C& c, bool on) { return cs::change(c, [&](state& t) { t.*field = on; return std::error_code{}; }); });
+                [trial_field](C& c, bool on) {
+                    return cs::change(c, [&](config& t) {
+                        t.*trial_field = on;
+                        return std::error_code{};
+                    });
+                });
         };
         auto plain_flag = [](std::string_view n, bool state::*field) {
             return flag_file<C>(
@@ -594,8 +603,8 @@ std::vector<cftype<C>> const& basic_cpuset<H>::files() {
                     return std::error_code{};
                 });
         };
-        v.push_back(exclusive_flag("cpuset.cpu_exclusive", &state::cpu_exclusive));
-        v.push_back(exclusive_flag("cpuset.mem_exclusive", &state::mem_exclusive));
+        v.push_back(exclusive_flag("cpuset.cpu_exclusive", &state::cpu_exclusive, &config::cpu_exclusive));
+        v.push_back(exclusive_flag("cpuset.mem_exclusive", &state::mem_exclusive, &config::mem_exclusive));
         v.push_back(plain_flag("cpuset.mem_hardwall", &state::mem_hardwall));
         v.push_back(plain_flag("cpuset.memory_migrate", &state::memory_migrate));
         v.push_back(plain_flag("cpuset.memory_spread_page", &state::spread_page));

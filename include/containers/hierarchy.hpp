@@ -487,9 +487,11 @@ public:
     // ---- locks ---------------------------------------------------------------------------------
 
     using lock_type = detail::owned_mutex;
+    class write_guard;
     /// Holds the manage lock: nothing in the tree or its membership changes meanwhile. Do not
-    /// call the hierarchy's operations while holding it.
-    [[nodiscard]] std::unique_lock<lock_type> manage_lock() noexcept { return std::unique_lock(manage_); }
+    /// call the hierarchy's operations while holding it. On release it frees, after a grace
+    /// period, what subsystems retired meanwhile (as every operation does).
+    [[nodiscard]] write_guard manage_lock() noexcept { return write_guard(*this); }
     /// Holds the callback lock: no task moves and no container is linked or unlinked meanwhile.
     [[nodiscard]] std::unique_lock<lock_type> callback_lock() noexcept { return std::unique_lock(callback_); }
     [[nodiscard]] bool manage_lock_held() const noexcept { return manage_.held_by_me(); }
@@ -593,6 +595,7 @@ private:
         return o;
     }
 
+public:
     // Holds the manage lock; on release, frees a full batch of retired objects after a grace
     // period, outside the lock (and never from inside a read section, which would wait on itself).
     class write_guard {
@@ -616,6 +619,8 @@ private:
     private:
         hierarchy& h_;
     };
+
+private:
 
     // The moves and fresh records of one attach, in caller-provided storage.
     struct batch {
