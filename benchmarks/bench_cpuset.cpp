@@ -50,20 +50,7 @@ void setaffinity_floor(benchmark::State& state) {
 }
 BENCHMARK(setaffinity_floor)->Name("attach_with_affinity/sched_setaffinity");
 
-void attach_kernel(benchmark::State& state) {
-    if (!scratch->ok) return state.SkipWithError("/sys/fs/cgroup/cpuset is not writable");
-    idle_thread t;
-    std::string const id = std::to_string(t.tid);
-    int fds[2] = {::open((scratch->dir + "/ka/tasks").c_str(), O_WRONLY), ::open((scratch->dir + "/kb/tasks").c_str(), O_WRONLY)};
-    bool to_b = true;
-    for (auto _ : state) {
-        if (::write(fds[to_b], id.data(), id.size()) < 0) state.SkipWithError(std::strerror(errno));
-        to_b = !to_b;
-    }
-    ::close(fds[0]);
-    ::close(fds[1]);
-    write_file(std::string(cpuset_root) + "/tasks", id);
-}
+void attach_kernel(benchmark::State& state) { move_between_kernel_cgroups(state, *scratch, "ka", "kb"); }
 
 // ---- create + configure + remove -----------------------------------------------------------------
 

@@ -50,21 +50,7 @@ void move_task_library(benchmark::State& state) {
 }
 BENCHMARK(move_task_library)->Name("move_task/library");
 
-void move_task_kernel(benchmark::State& state) {
-    if (!scratch->ok) return state.SkipWithError("/sys/fs/cgroup/cpuset is not writable");
-    idle_thread t;
-    std::string const id = std::to_string(t.tid);
-    std::string const files[] = {scratch->dir + "/a/tasks", scratch->dir + "/b/tasks"};
-    int fds[2] = {::open(files[0].c_str(), O_WRONLY), ::open(files[1].c_str(), O_WRONLY)};
-    bool to_b = true;
-    for (auto _ : state) {
-        if (::write(fds[to_b], id.data(), id.size()) < 0) state.SkipWithError(std::strerror(errno));
-        to_b = !to_b;
-    }
-    ::close(fds[0]);
-    ::close(fds[1]);
-    write_file(std::string(cpuset_root) + "/tasks", id);
-}
+void move_task_kernel(benchmark::State& state) { move_between_kernel_cgroups(state, *scratch, "a", "b"); }
 
 // ---- the read path ---------------------------------------------------------------------------
 

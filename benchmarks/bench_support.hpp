@@ -111,6 +111,23 @@ struct idle_thread {
     }
 };
 
+/// The kernel's way of moving a task: its tid written alternately into two cgroups' tasks files
+/// (children `a` and `b` of the scratch directory); the task goes back to the root afterwards.
+inline void move_between_kernel_cgroups(benchmark::State& state, kernel_scratch const& scratch, char const* a, char const* b) {
+    if (!scratch.ok) return state.SkipWithError("/sys/fs/cgroup/cpuset is not writable");
+    idle_thread t;
+    std::string const id = std::to_string(t.tid);
+    int fds[2] = {::open((scratch.dir + "/" + a + "/tasks").c_str(), O_WRONLY), ::open((scratch.dir + "/" + b + "/tasks").c_str(), O_WRONLY)};
+    bool to_b = true;
+    for (auto _ : state) {
+        if (::write(fds[to_b], id.data(), id.size()) < 0) state.SkipWithError(std::strerror(errno));
+        to_b = !to_b;
+    }
+    ::close(fds[0]);
+    ::close(fds[1]);
+    write_file(std::string(cpuset_root) + "/tasks", id);
+}
+
 // Keeps each benchmark's time per iteration (ns; the median where runs are repeated) while
 // printing as usual.
 class ratio_reporter : public benchmark::ConsoleReporter {

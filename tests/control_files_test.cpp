@@ -147,49 +147,6 @@ TEST_CASE("path errors are the kernel's", "[files][errors]") {
     CHECK(errc_of(fs::read(h, "relative", out)) == std::errc::invalid_argument);
 }
 
-namespace {
-struct outcome {
-    int error = 0;
-    std::string content;
-    bool operator==(outcome const&) const = default;
-};
-
-outcome kernel_op(std::string const& root, std::string const& op, std::string const& path, std::string const& value) {
-    std::string const p = root + path;
-    outcome o;
-    if (op == "mkdir") {
-        if (::mkdir(p.c_str(), 0755) != 0) o.error = errno;
-    } else if (op == "rmdir") {
-        if (::rmdir(p.c_str()) != 0) o.error = errno;
-    } else if (op == "read") {
-        int fd = ::open(p.c_str(), O_RDONLY);
-        if (fd < 0) return {errno, {}};
-        char buf[65536];
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0) o.error = errno;
-        else o.content.assign(buf, static_cast<std::size_t>(n));
-        ::close(fd);
-    } else {
-        int fd = ::open(p.c_str(), O_WRONLY);
-        if (fd < 0) return {errno, {}};
-        if (::write(fd, value.data(), value.size()) < 0) o.error = errno;
-        ::close(fd);
-    }
-    return o;
-}
-
-outcome library_op(H& h, std::string const& op, std::string const& path, std::string const& value) {
-    outcome o;
-    std::error_code ec;
-    if (op == "mkdir") ec = fs::mkdir(h, path);
-    else if (op == "rmdir") ec = fs::rmdir(h, path);
-    else if (op == "read") ec = fs::read(h, path, o.content);
-    else ec = fs::write(h, path, value);
-    o.error = ec.value();
-    return o;
-}
-}  // namespace
-
 TEST_CASE("a script of operations gives the same results on the kernel and on the library", "[files][kernel]") {
     auto scratch = test::kernel_scratch::make();
     if (!scratch) CONTAINERS_SKIP("the cgroup v1 cpuset hierarchy is not mounted writable at /sys/fs/cgroup/cpuset");
@@ -199,7 +156,7 @@ TEST_CASE("a script of operations gives the same results on the kernel and on th
     std::string const pid = std::to_string(::getpid());
     // New kernel cpusets start without CPUs, and tasks cannot join them; clone_children gives
     // them their parent's. The library has no cpuset yet, so nothing else differs.
-    REQUIRE(kernel_op(scratch->path(), "write", "/cgroup.clone_children", "1").error == 0);
+    REQUIRE(test::kernel_op(scratch->path(), "write", "/cgroup.clone_children", "1").error == 0);
     REQUIRE_FALSE(fs::write(h, "/cgroup.clone_children", "1"));
 
     struct step {
@@ -278,14 +235,14 @@ TEST_CASE("a script of operations gives the same results on the kernel and on th
     int index = 0;
     for (step const& s : script) {
         CAPTURE(index++, s.op, s.path, s.value.substr(0, 24));
-        outcome const kernel = kernel_op(scratch->path(), s.op, s.path, s.value);
-        outcome const library = library_op(h, s.op, s.path, s.value);
+        test::outcome const kernel = test::kernel_op(scratch->path(), s.op, s.path, s.value);
+        test::outcome const library = test::library_op(h, s.op, s.path, s.value);
         CHECK(library.error == kernel.error);
         CHECK(library.content == kernel.content);
     }
     // Root-only files, read from the kernel's real root (never written).
     for (char const* f : {"/cgroup.sane_behavior"}) {
-        CHECK(library_op(h, "read", f, "") == kernel_op("/sys/fs/cgroup/cpuset", "read", f, ""));
+        CHECK(test::library_op(h, "read", f, "") == test::kernel_op("/sys/fs/cgroup/cpuset", "read", f, ""));
     }
 }
 

@@ -319,44 +319,17 @@ TEST_CASE("a cpuset script gives the same results on the kernel and on the libra
     auto scratch = test::kernel_scratch::make();
     if (!scratch) CONTAINERS_SKIP("the cgroup v1 cpuset hierarchy is not mounted writable at /sys/fs/cgroup/cpuset");
     std::string const k = scratch->path();
-    auto kernel = [&](char const* op, std::string const& path, std::string const& value) {
-        std::string const p = k + path;
-        std::pair<int, std::string> r{0, {}};
-        if (std::string_view(op) == "mkdir") {
-            if (::mkdir(p.c_str(), 0755) != 0) r.first = errno;
-        } else if (std::string_view(op) == "rmdir") {
-            if (::rmdir(p.c_str()) != 0) r.first = errno;
-        } else if (std::string_view(op) == "read") {
-            std::ifstream f(p);
-            if (!f) return std::pair<int, std::string>{ENOENT, {}};
-            r.second.assign(std::istreambuf_iterator<char>(f), {});
-        } else {
-            int fd = ::open(p.c_str(), O_WRONLY);
-            if (fd < 0) return std::pair<int, std::string>{errno, {}};
-            if (::write(fd, value.data(), value.size()) < 0) r.first = errno;
-            ::close(fd);
-        }
-        return r;
-    };
+    auto kernel = [&](char const* op, std::string const& path, std::string const& value) { return test::kernel_op(k, op, path, value); };
     // The library's top cpuset is exclusive, as the kernel's root is; make the scratch one so too.
-    if (kernel("write", "/cpuset.cpu_exclusive", "1").first != 0 || kernel("write", "/cpuset.mem_exclusive", "1").first != 0) {
+    if (kernel("write", "/cpuset.cpu_exclusive", "1").error != 0 || kernel("write", "/cpuset.mem_exclusive", "1").error != 0) {
         CONTAINERS_SKIP("the scratch cpuset cannot be made exclusive here (an exclusive sibling overlaps)");
     }
-    REQUIRE(kernel("write", "/cgroup.clone_children", "1").first == 0);
+    REQUIRE(kernel("write", "/cgroup.clone_children", "1").error == 0);
     H h;
     subsystem_handle<cpuset, H> cs;
     REQUIRE_FALSE(h.register_subsystem(cs));
     REQUIRE_FALSE(fs::write(h, "/cgroup.clone_children", "1"));
-    auto library = [&](char const* op, std::string const& path, std::string const& value) {
-        std::pair<int, std::string> r{0, {}};
-        std::string_view o = op;
-        std::error_code ec = o == "mkdir"  ? fs::mkdir(h, path)
-                             : o == "rmdir" ? fs::rmdir(h, path)
-                             : o == "read"  ? fs::read(h, path, r.second)
-                                            : fs::write(h, path, value);
-        r.first = ec.value();
-        return r;
-    };
+    auto library = [&](char const* op, std::string const& path, std::string const& value) { return test::library_op(h, op, path, value); };
     test::parked_thread t;
     std::string const tid = std::to_string(t.tid());
     struct step {
@@ -438,8 +411,8 @@ TEST_CASE("a cpuset script gives the same results on the kernel and on the libra
         CAPTURE(index++, s.op, s.path, s.value);
         auto const want = kernel(s.op, s.path, s.value);
         auto const got = library(s.op, s.path, s.value);
-        CHECK(got.first == want.first);
-        CHECK(got.second == want.second);
+        CHECK(got.error == want.error);
+        CHECK(got.content == want.content);
         if (s.path == "/a/x/tasks" && s.op == std::string_view("write")) {
             // Both put the thread on the same CPUs.
             CHECK(proc_cpus_allowed_list(t.tid()) == "0");

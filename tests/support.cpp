@@ -71,6 +71,30 @@ kernel_scratch::~kernel_scratch() {
     if (!path_.empty()) remove_tree(path_, cpuset_root_tasks);
 }
 
+outcome kernel_op(std::string const& root, std::string const& op, std::string const& path, std::string const& value) {
+    std::string const p = root + path;
+    outcome o;
+    if (op == "mkdir") {
+        if (::mkdir(p.c_str(), 0755) != 0) o.error = errno;
+    } else if (op == "rmdir") {
+        if (::rmdir(p.c_str()) != 0) o.error = errno;
+    } else if (op == "read") {
+        int fd = ::open(p.c_str(), O_RDONLY);
+        if (fd < 0) return {errno, {}};
+        char buf[65536];
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0) o.error = errno;
+        else o.content.assign(buf, static_cast<std::size_t>(n));
+        ::close(fd);
+    } else {
+        int fd = ::open(p.c_str(), O_WRONLY);
+        if (fd < 0) return {errno, {}};
+        if (::write(fd, value.data(), value.size()) < 0) o.error = errno;
+        ::close(fd);
+    }
+    return o;
+}
+
 pid_t spawn_sleeper() {
     pid_t pid = ::fork();
     if (pid == 0) {

@@ -148,6 +148,30 @@ private:
     std::string path_;
 };
 
+/// The result of one operation of a conformance script: the errno (0 for success) and, for a
+/// read, the content.
+struct outcome {
+    int error = 0;
+    std::string content;
+    bool operator==(outcome const&) const = default;
+};
+
+/// Runs mkdir, rmdir, read or write on the kernel's cgroupfs, below `root`.
+outcome kernel_op(std::string const& root, std::string const& op, std::string const& path, std::string const& value);
+
+/// The same operation through the library's path interface.
+template <class Hier>
+outcome library_op(Hier& h, std::string const& op, std::string const& path, std::string const& value) {
+    outcome o;
+    std::error_code ec;
+    if (op == "mkdir") ec = containers::fs::mkdir(h, path);
+    else if (op == "rmdir") ec = containers::fs::rmdir(h, path);
+    else if (op == "read") ec = containers::fs::read(h, path, o.content);
+    else ec = containers::fs::write(h, path, value);
+    o.error = ec.value();
+    return o;
+}
+
 /// Creates a pid that runs until killed (a child process), and reaps it.
 pid_t spawn_sleeper();
 void kill_and_reap(pid_t pid);

@@ -178,22 +178,8 @@ public:
 
     /// The CPUs and nodes task `id` may use: its cpuset's effective masks, or, where those have
     /// no online CPU (node), the nearest ancestor's that has one; never empty.
-    [[nodiscard]] cpumask allowed_cpus(H& h, id_type id) {
-        auto lock = h.manage_lock();
-        for (container* c = &h.container_of(id); c != nullptr; c = c->parent()) {
-            cpumask m = state_of(*c).effective_cpus & topology_.online_cpus;
-            if (!m.empty()) return m;
-        }
-        return topology_.online_cpus;
-    }
-    [[nodiscard]] cpumask allowed_nodes(H& h, id_type id) {
-        auto lock = h.manage_lock();
-        for (container* c = &h.container_of(id); c != nullptr; c = c->parent()) {
-            cpumask m = state_of(*c).effective_mems & topology_.online_nodes;
-            if (!m.empty()) return m;
-        }
-        return topology_.online_nodes;
-    }
+    [[nodiscard]] cpumask allowed_cpus(H& h, id_type id) { return allowed(h, id, &state::effective_cpus, topology_.online_cpus); }
+    [[nodiscard]] cpumask allowed_nodes(H& h, id_type id) { return allowed(h, id, &state::effective_mems, topology_.online_nodes); }
 
     /// Whether task `id` may allocate on `node` (the kernel's cpuset_node_allowed): yes in its own
     /// nodes; for a hardwall request no elsewhere; otherwise yes in the nodes of its nearest
@@ -329,6 +315,16 @@ public:
 private:
     static basic_cpuset& self(container& c) noexcept { return *c.owner().template subsystem<basic_cpuset>(); }
     static state& state_of(container const& c) noexcept { return c.owner().template state_of<basic_cpuset>(c); }
+
+    // The nearest cpuset from the task's up whose `field` has something online (guarantee_online_*).
+    cpumask allowed(H& h, id_type id, cpumask state::*field, cpumask const& online) {
+        auto lock = h.manage_lock();
+        for (container* c = &h.container_of(id); c != nullptr; c = c->parent()) {
+            cpumask m = state_of(*c).*field & online;
+            if (!m.empty()) return m;
+        }
+        return online;
+    }
 
     static bool any_exclusive_child(container& parent) {
         for (container& ch : views::children(parent)) {
