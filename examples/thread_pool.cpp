@@ -159,9 +159,8 @@ void print_table(char const* title, std::vector<group*> const& groups, int p) {
             std::lock_guard lock(st.m);
             std::string ran;
             for (auto const& [cpu, n] : st.cpus_seen[p]) ran += "cpu" + std::to_string(cpu) + ":" + std::to_string(n) + " ";
-            if (ran.empty()) ran = "-";
             std::printf("  %-8s  %-7s  %-9d  %-28s  %.3f s\n", first ? g->name().c_str() : "", first ? g->cpus().c_str() : "", st.tid,
-                        ran.c_str(), st.cpu_seconds[p]);
+                        ran.empty() ? "-" : ran.c_str(), st.cpu_seconds[p]);
             first = false;
         }
     }
