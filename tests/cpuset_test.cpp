@@ -464,3 +464,31 @@ TEST_CASE("scheduling domains follow sched_load_balance, and a callback hears of
     CHECK(cs.sched_domains(m.h) == std::vector<cpumask>{list("0-63")});
     CHECK(heard.size() == 3);
 }
+
+TEST_CASE("memory_migrate moves a task's pages when it joins and when the nodes change", "[cpuset][nodes]") {
+    // Two nodes, so that there is somewhere to move to; the CPUs are the machine's own.
+    topology real = topology::from_system();
+    cpumask const cpus = real.online_cpus & real.allowed_cpus;
+    H h;
+    subsystem_handle<cpuset, H> cs;
+    REQUIRE_FALSE(h.register_subsystem(cs, topology::custom(cpus, list("0-1"), real.possible_cpus, 2)));
+    for (auto [name, mems] : {std::pair{"/a", "0"}, std::pair{"/b", "1"}}) {
+        REQUIRE_FALSE(fs::mkdir(h, name));
+        REQUIRE_FALSE(fs::write(h, std::string(name) + "/cpuset.cpus", cpus.to_list()));
+        REQUIRE_FALSE(fs::write(h, std::string(name) + "/cpuset.mems", mems));
+    }
+    test::parked_thread t;
+    std::string const tid = std::to_string(t.tid());
+    REQUIRE_FALSE(fs::write(h, "/a/tasks", tid));
+    REQUIRE_FALSE(fs::write(h, "/b/tasks", tid));
+    CHECK(cs.subsystem().page_migrations() == 0);  // b does not migrate
+    REQUIRE_FALSE(fs::write(h, "/b/cpuset.memory_migrate", "1"));
+    REQUIRE_FALSE(fs::write(h, "/a/tasks", tid));
+    CHECK(cs.subsystem().page_migrations() == 0);  // a does not either
+    REQUIRE_FALSE(fs::write(h, "/b/tasks", tid));
+    CHECK(cs.subsystem().page_migrations() == 1);  // joining b: from node 0 to node 1
+    REQUIRE_FALSE(fs::write(h, "/b/cpuset.mems", "0-1"));
+    CHECK(cs.subsystem().page_migrations() == 2);  // b's nodes changed
+    REQUIRE_FALSE(fs::write(h, "/b/cpuset.mems", "0-1"));
+    CHECK(cs.subsystem().page_migrations() == 2);  // unchanged: nothing to move
+}

@@ -11,8 +11,9 @@
 //
 // Memory nodes: a thread can only set its own memory policy, so a thread applies its cpuset's
 // nodes (set_mempolicy MPOL_BIND) at refresh points, the seed's scheme with a generation check
-// that costs one comparison when nothing changed (refresh()). memory_migrate is kept as a flag
-// and reported; moving pages (migrate_pages) is not done yet.
+// that costs one comparison when nothing changed (refresh()). With memory_migrate set, a task's
+// pages follow its cpuset's nodes with migrate_pages(2) when it joins and when the nodes change:
+// as far as user space can, that is the process's pages, for any of its threads.
 //
 // Locking: file handlers and topology changes take the hierarchy's manage lock, and its callback
 // lock at the moment of change. The effective masks are published as immutable snapshots that the
@@ -129,6 +130,9 @@ public:
         : topology_(std::move(t)), clock_(std::move(clock)) {}
 
     [[nodiscard]] topology const& machine() const noexcept { return topology_; }
+    /// How many times memory_migrate asked the kernel to move a task's pages (migrate_pages
+    /// calls; the kernel moves what it can, as it does for cgroup v1).
+    [[nodiscard]] std::uint64_t page_migrations() const noexcept { return migrations_.load(std::memory_order_relaxed); }
 
     // ---- hooks ---------------------------------------------------------------------------------
 
@@ -158,7 +162,10 @@ public:
     }
 
     void attach(state& s, container&, task_set<container> tasks) noexcept {
-        for (auto const& t : tasks) apply_affinity(t.id, s);
+        for (auto const& t : tasks) {
+            apply_affinity(t.id, s);
+            if (s.memory_migrate) migrate_pages(t.id, state_of(*t.from).effective_mems, s.effective_mems);
+        }
     }
 
     void fork(state& s, container&, id_type, id_type child) noexcept { apply_affinity(child, s); }
@@ -357,6 +364,23 @@ private:
         pending_.clear();
     }
 
+    // memory_migrate: the kernel moves a task's pages to its cpuset's nodes when it joins and when
+    // the nodes change. User space can do as much with migrate_pages(2), which moves the pages of
+    // the task's whole process that sit on `from` (and not on `to`) to `to`; a thread of a
+    // process that shares its memory moves its siblings' pages too, as the kernel does.
+    void migrate_pages(id_type id, cpumask const& from, cpumask const& to) noexcept {
+        if constexpr (H::traits_type::thread_bound) {
+            if (from.empty() || to.empty() || from == to) return;
+            constexpr std::size_t bits = 1024;
+            unsigned long old_nodes[bits / (8 * sizeof(unsigned long))] = {};
+            unsigned long new_nodes[bits / (8 * sizeof(unsigned long))] = {};
+            for (std::size_t n : from) if (n < bits) old_nodes[n / (8 * sizeof(unsigned long))] |= 1ul << (n % (8 * sizeof(unsigned long)));
+            for (std::size_t n : to) if (n < bits) new_nodes[n / (8 * sizeof(unsigned long))] |= 1ul << (n % (8 * sizeof(unsigned long)));
+            (void)::syscall(SYS_migrate_pages, id, bits + 1, old_nodes, new_nodes);  // best effort, as the kernel's
+            migrations_.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+
     // The affinity a thread gets in a cpuset: its own request within the cpuset's effective CPUs,
     // or those CPUs where the intersection is empty; a cpuset without CPUs leaves it unchanged.
     void apply_affinity(id_type id, state const& s) noexcept {
@@ -501,6 +525,7 @@ private:
         if (std::error_code ec = cs.validate(c, s, trial)) return ec;
         auto cb_lock = h.callback_lock();
         cpus_changed = trial.cpus != s.cpus;
+        cpumask const old_mems = s.effective_mems;
         s.cpus = std::move(trial.cpus);
         s.mems = std::move(trial.mems);
         s.cpu_exclusive = trial.cpu_exclusive;
@@ -508,6 +533,9 @@ private:
         cs.publish(h, s, c.is_top() ? nullptr : &state_of(*c.parent()));
         if (cpus_changed) {
             for (auto const& task : views::tasks(c)) cs.apply_affinity(task.id, s);
+        }
+        if (s.memory_migrate && old_mems != s.effective_mems) {
+            for (auto const& task : views::tasks(c)) cs.migrate_pages(task.id, old_mems, s.effective_mems);
         }
         return {};
     }
@@ -544,6 +572,7 @@ private:
     std::function<void(std::vector<cpumask> const&)> domains_callback_;
     std::vector<cpumask> last_domains_;
     std::atomic<bool> has_domains_callback_{false};
+    std::atomic<std::uint64_t> migrations_{0};
     static inline std::atomic<std::uint64_t> next_generation_{0};
 };
 
