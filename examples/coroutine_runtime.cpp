@@ -7,7 +7,9 @@
 // author needs, each marked below:
 //   (1) attach at spawn, (2) fork inheritance, (3) exit at completion,
 //   (4) reading a task's group on the hot path (lock-free, inside a read_section),
-//   (5) moving a task between groups, effective at its next scheduling point.
+//   (5) moving a task between groups, effective at its next scheduling point,
+//   (6) the cpuset refresh point: before resuming a task, the worker takes on the memory nodes of
+//       the task's group (one comparison when they have not changed).
 #include <containers/containers.hpp>
 
 #include <atomic>
@@ -118,6 +120,7 @@ private:
                 continue;
             }
             running = next.promise().id;
+            if (std::error_code ec = cpuset::refresh(h_)) refresh_errors_++;  // (6)
             next.resume();  // runs until the task's next scheduling point
             running = 0;
             if (next.done()) {
@@ -138,6 +141,9 @@ private:
     std::mutex m_;
     std::deque<std::coroutine_handle<task::promise_type>> queue_;
     int active_ = 0;
+
+public:
+    std::atomic<int> refresh_errors_{0};
 };
 
 std::mutex log_mutex;
@@ -228,10 +234,11 @@ int main() {
     std::printf("  %-8s  %-6s  %s\n", "stayer", "right", cpus_of(slices["stayer"], 0, 1000).c_str());
     std::printf("  %-8s  %-6s  %s\n", "parent", "left", cpus_of(slices["parent"], 0, 1000).c_str());
     std::printf("  %-8s  %-6s  %s  (forked by parent: inherits its group)\n", "child", "left", cpus_of(slices["child"], 0, 1000).c_str());
-    std::printf("\ntasks still known to the hierarchy: %zu (each exited at completion)\n", h.task_count());
+    std::printf("\ntasks still known to the hierarchy: %zu (each exited at completion); memory policy refreshes failed: %d\n",
+                h.task_count(), rt.refresh_errors_.load());
 
     // The example checks itself.
-    bool ok = h.task_count() == 0;
+    bool ok = h.task_count() == 0 && rt.refresh_errors_ == 0;
     for (std::size_t i = 0; i < mv.size(); ++i) {
         if (i < moved_at) ok = ok && mv[i] == static_cast<int>(left_cpu);
         if (i > moved_at) ok = ok && mv[i] == static_cast<int>(right_cpu);
