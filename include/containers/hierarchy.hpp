@@ -409,7 +409,7 @@ public:
         if (t == nullptr) return detail::errno_code(ESRCH);
         if (t->bound_) {
             if (!(id == Traits::self())) return detail::errno_code(EBUSY);
-            detail::unbind_this_thread(detail::binding_slot(serial_), serial_);
+            detail::unbind_this_thread(serial_);
             t->tls_container_ = nullptr;
         }
         remove_task(*t);
@@ -450,7 +450,7 @@ public:
     /// itself; a lookup by id otherwise.
     [[nodiscard]] container& current() const noexcept {
         if constexpr (Traits::thread_bound) {
-            detail::fast_binding const& b = detail::tls_fast_bindings[detail::binding_slot(serial_)];
+            detail::fast_binding const& b = detail::fast_slot(serial_);
             if (b.serial == serial_) [[likely]] {
                 return *static_cast<container*>(b.container.load(std::memory_order_acquire));
             }
@@ -463,7 +463,7 @@ public:
     /// hierarchy), so a runtime can keep it and read `->container()`: one load on the hot path.
     [[nodiscard]] task* self_task() const noexcept {
         if constexpr (Traits::thread_bound) {
-            if (void* t = detail::find_binding(detail::binding_slot(serial_), serial_)) return static_cast<task*>(t);
+            if (void* t = detail::find_binding(serial_)) return static_cast<task*>(t);
         }
         return tasks_.find(Traits::self());
     }
@@ -761,7 +761,7 @@ private:
         task* t = tasks_.find(me);
         if (t->bound_) return;
         std::lock_guard cb(callback_);  // orders the cached cell with later moves
-        t->tls_container_ = detail::bind_this_thread(detail::binding_slot(serial_), serial_, t, t->container_.load(std::memory_order_relaxed));
+        t->tls_container_ = detail::bind_this_thread(serial_, t, t->container_.load(std::memory_order_relaxed));
         t->bound_ = true;
     }
 
@@ -828,7 +828,7 @@ private:
     // Out of line, so that current()'s fast path needs no stack frame.
     [[gnu::noinline, gnu::cold]] container& current_slow() const noexcept {
         if constexpr (Traits::thread_bound) {
-            if (void* t = detail::find_binding(detail::binding_slot(serial_), serial_)) return *static_cast<task*>(t)->container_.load(std::memory_order_acquire);
+            if (void* t = detail::find_binding(serial_)) return *static_cast<task*>(t)->container_.load(std::memory_order_acquire);
         }
         return container_of(Traits::self());
     }

@@ -26,9 +26,9 @@ struct binding {
 };
 
 /// Direct-mapped cache: the hierarchy with serial s uses slot s % fast_bindings (hashing its
-/// address instead measured slower). Besides the task,
-/// a slot holds the task's container, which the hierarchy stores here (under its callback lock)
-/// whenever the task moves, so that reading it is one load beside the serial check.
+/// address instead measured slower). Besides the task, a slot holds the task's container, which
+/// the hierarchy stores here (under its callback lock) whenever the task moves, so that reading
+/// it is one load beside the serial check.
 struct fast_binding {
     std::uint64_t serial = 0;          // written by the owning thread only
     void* task = nullptr;              // written by the owning thread only
@@ -122,10 +122,11 @@ inline thread_bindings& this_thread_bindings() noexcept {
     return b;
 }
 
-[[nodiscard]] constexpr std::size_t binding_slot(std::uint64_t serial) noexcept { return serial % fast_bindings; }
+/// The calling thread's cache slot for the hierarchy with this serial.
+[[nodiscard]] inline fast_binding& fast_slot(std::uint64_t serial) noexcept { return tls_fast_bindings[serial % fast_bindings]; }
 
-[[nodiscard]] inline void* find_binding(std::size_t slot, std::uint64_t serial) noexcept {
-    fast_binding const& fast = tls_fast_bindings[slot];
+[[nodiscard]] inline void* find_binding(std::uint64_t serial) noexcept {
+    fast_binding const& fast = fast_slot(serial);
     if (fast.serial == serial) return fast.task;
     for (binding const& b : this_thread_bindings().overflow) {
         if (b.serial == serial) return b.task;
@@ -136,12 +137,12 @@ inline thread_bindings& this_thread_bindings() noexcept {
 /// Binds the calling thread's task of hierarchy `serial`. Returns the cell that the hierarchy
 /// must keep up to date with the task's container, or nullptr where the binding did not fit the
 /// cache (reads then go through the task). Call under the hierarchy's callback lock.
-inline std::atomic<void*>* bind_this_thread(std::size_t slot, std::uint64_t serial, void* task, void* container) {
+inline std::atomic<void*>* bind_this_thread(std::uint64_t serial, void* task, void* container) {
     // Construct the reader record before the bindings, so that the bindings' destructor, which
     // runs first at thread exit, can still use the read path.
     (void)this_thread_reader();
     thread_bindings& all = this_thread_bindings();
-    fast_binding& fast = tls_fast_bindings[slot];
+    fast_binding& fast = fast_slot(serial);
     if (fast.serial == 0 || fast.serial == serial || !binding_registry::instance().live(fast.serial)) {
         fast.container.store(container, std::memory_order_relaxed);
         fast.task = task;
@@ -158,8 +159,8 @@ inline std::atomic<void*>* bind_this_thread(std::size_t slot, std::uint64_t seri
     return nullptr;
 }
 
-inline void unbind_this_thread(std::size_t slot, std::uint64_t serial) noexcept {
-    fast_binding& fast = tls_fast_bindings[slot];
+inline void unbind_this_thread(std::uint64_t serial) noexcept {
+    fast_binding& fast = fast_slot(serial);
     if (fast.serial == serial) {
         fast.serial = 0;
         fast.task = nullptr;
