@@ -406,28 +406,12 @@ private:
             found.push_back(state_of(h.top()).effective_cpus);
             return found;
         }
-        // Pre-order, skipping the subtrees below a balancing cpuset.
-        container* c = &h.top();
-        auto const next_skipping = [&](container* from, bool descend) -> container* {
-            if (descend) {
-                for (container& child : views::children(*from)) return &child;
-            }
-            while (from != &h.top()) {
-                container* parent = from->parent();
-                bool seen = false;
-                for (container& sib : views::children(*parent)) {
-                    if (seen) return &sib;
-                    seen = &sib == from;
-                }
-                from = parent;
-            }
-            return nullptr;
-        };
-        for (c = next_skipping(c, true); c != nullptr;) {
+        // Pre-order, not entering the subtree below a balancing cpuset.
+        container const* top = &h.top();
+        for (container* c = detail::tree_access::next_preorder(&h.top(), top); c != nullptr;) {
             state const& s = state_of(*c);
-            bool const balances = s.sched_load_balance && !s.effective_cpus.empty();
-            if (balances) found.push_back(s.effective_cpus);
-            c = next_skipping(c, !s.sched_load_balance);
+            if (s.sched_load_balance && !s.effective_cpus.empty()) found.push_back(s.effective_cpus);
+            c = s.sched_load_balance ? detail::tree_access::next_skipping_children(c, top) : detail::tree_access::next_preorder(c, top);
         }
         // Merge overlapping sets until none overlap.
         for (bool merged = true; merged;) {

@@ -30,6 +30,11 @@ struct tree_access {
     template <class C>
     static C* next_preorder(C* c, C const* root) noexcept {
         if (!c->children_.empty()) return &*c->children_.begin();
+        return next_skipping_children(c, root);
+    }
+    // The same, but without entering `c`'s own subtree.
+    template <class C>
+    static C* next_skipping_children(C* c, C const* root) noexcept {
         while (c != root) {
             C* parent = c->parent();
             auto it = parent->children_.iterator_to(*c);
