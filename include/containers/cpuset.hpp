@@ -152,7 +152,7 @@ public:
                 s.mems = p.mems;
             }
         }
-        recompute(s, c.is_top() ? nullptr : &state_of(*c.parent()));
+        (void)recompute(s, c.is_top() ? nullptr : &state_of(*c.parent()));  // a new state replaces nothing
         return {};
     }
 
@@ -341,8 +341,8 @@ private:
     }
 
     // Effective masks: the requested ones within the parent's effective ones, the online ones
-    // and, for CPUs, what the process may use.
-    void recompute(state& s, state const* parent) {
+    // and, for CPUs, what the process may use. Publishes a snapshot; returns the one it replaced.
+    [[nodiscard]] snapshot* recompute(state& s, state const* parent) {
         s.effective_cpus = s.cpus & topology_.online_cpus & topology_.allowed_cpus;
         s.effective_mems = s.mems & topology_.online_nodes;
         if (parent != nullptr) {
@@ -354,14 +354,12 @@ private:
         snap->mems = s.effective_mems;
         snap->generation = next_generation_.fetch_add(1, std::memory_order_relaxed) + 1;
         snap->reclaim = [](detail::retired_node* n) noexcept { delete static_cast<snapshot*>(n); };
-        if (snapshot const* old = s.published.exchange(snap, std::memory_order_acq_rel)) pending_.push_back(old);
+        return const_cast<snapshot*>(s.published.exchange(snap, std::memory_order_acq_rel));
     }
 
-    // Recomputes and publishes; earlier snapshots go after a grace period.
+    // Recomputes and publishes; the snapshot replaced goes after a grace period.
     void publish(H& h, state& s, state const* parent) {
-        recompute(s, parent);
-        for (snapshot const* old : pending_) h.retire(*const_cast<snapshot*>(old));
-        pending_.clear();
+        if (snapshot* old = recompute(s, parent)) h.retire(*old);
     }
 
     // memory_migrate: the kernel moves a task's pages to its cpuset's nodes when it joins and when
@@ -496,7 +494,6 @@ private:
     template <class Edit>
     std::error_code change_locked(container& c, Edit& edit, bool& cpus_changed) {
         H& h = c.owner();
-        basic_cpuset& cs = *this;  // NOLINT: kept for symmetry with the static helpers
         auto lock = h.manage_lock();
         if (c.removed()) return detail::errno_code(ENODEV);
         state& s = state_of(c);
@@ -506,7 +503,7 @@ private:
             trial.mem_exclusive == s.mem_exclusive) {
             return {};
         }
-        if (std::error_code ec = cs.validate(c, s, trial)) return ec;
+        if (std::error_code ec = validate(c, s, trial)) return ec;
         auto cb_lock = h.callback_lock();
         cpus_changed = trial.cpus != s.cpus;
         cpumask const old_mems = s.effective_mems;
@@ -514,12 +511,12 @@ private:
         s.mems = std::move(trial.mems);
         s.cpu_exclusive = trial.cpu_exclusive;
         s.mem_exclusive = trial.mem_exclusive;
-        cs.publish(h, s, c.is_top() ? nullptr : &state_of(*c.parent()));
+        publish(h, s, c.is_top() ? nullptr : &state_of(*c.parent()));
         if (cpus_changed) {
-            for (auto const& task : views::tasks(c)) cs.apply_affinity(task.id, s);
+            for (auto const& task : views::tasks(c)) apply_affinity(task.id, s);
         }
         if (s.memory_migrate && old_mems != s.effective_mems) {
-            for (auto const& task : views::tasks(c)) cs.migrate_pages(task.id, old_mems, s.effective_mems);
+            for (auto const& task : views::tasks(c)) migrate_pages(task.id, old_mems, s.effective_mems);
         }
         return {};
     }
@@ -551,7 +548,6 @@ private:
     topology topology_;                                 // manage lock
     std::function<std::int64_t()> clock_;               // immutable
     std::unordered_map<id_type, cpumask> requested_;    // manage lock
-    std::vector<snapshot const*> pending_;              // manage lock: replaced, not yet retired
     std::mutex domains_mutex_;                          // guards the two below
     std::function<void(std::vector<cpumask> const&)> domains_callback_;
     std::vector<cpumask> last_domains_;
