@@ -195,10 +195,8 @@ inline bool split_last(std::string_view path, std::string_view& parent, std::str
 /// is used as a directory, ENOENT where nothing has that name.
 template <class H>
 std::error_code resolve(H& h, std::string_view path, target<H>& out) noexcept {
-    if (path.empty()) return errno_code(ENOENT);
-    if (path.front() != '/') return errno_code(EINVAL);
     std::string_view rest;
-    if (std::error_code ec = h.walk(path, out.dir, rest)) return ec;
+    if (std::error_code ec = h.walk(path, out.dir, rest)) return ec;  // ENOENT (empty), EINVAL (relative)
     if (rest.empty()) return {};
     // What remains must be one file name, with nothing after it but a trailing slash.
     std::size_t const slash = rest.find('/');
