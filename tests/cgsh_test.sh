@@ -67,6 +67,7 @@ cat /x/cgroup.clone_children')" = "0" ] || fail "-c"
 
 # Line by line through a pipe: the answer to the first line comes before the second is sent.
 coproc CG { "$cgsh" --porcelain; }
+cg_pid=$CG_PID  # bash unsets CG_PID as soon as the coprocess ends
 echo "mkdir /p" >&"${CG[1]}"
 read -r -t 5 reply <&"${CG[0]}" || fail "no answer before the next line"
 [ "$reply" = ok ] || fail "pipe: $reply"
@@ -74,5 +75,10 @@ echo "rmdir /p" >&"${CG[1]}"
 read -r -t 5 reply <&"${CG[0]}"
 [ "$reply" = ok ] || fail "pipe 2: $reply"
 exec {CG[1]}>&-
-wait "$CG_PID"
+set +e
+wait "$cg_pid"
+rc=$?
+set -e
+# 127: bash had already reaped it (and kept no status); anything else must be success.
+[ "$rc" -eq 0 ] || [ "$rc" -eq 127 ] || fail "cgsh exited with $rc after its input closed"
 echo "cgsh: all checks passed"
