@@ -120,6 +120,21 @@ TEST_CASE("the hex format parses and prints as the kernel's", "[cpumask][parse]"
     CHECK(m == list("0,33"));
 }
 
+TEST_CASE("parsing and copying into a mask are noexcept and report ENOMEM instead of throwing", "[cpumask][faults]") {
+    cpumask m;
+    STATIC_REQUIRE(noexcept(cpumask::parse_list("0", 1, m)));
+    STATIC_REQUIRE(noexcept(cpumask::parse_hex("1", 1, m)));
+    STATIC_REQUIRE(noexcept(m.assign(m)));
+    STATIC_REQUIRE(noexcept(m.try_set(0)));
+    // Large masks (beyond the inline 256 bits) through the noexcept forms.
+    REQUIRE_FALSE(m.try_set(5000));
+    cpumask copy;
+    REQUIRE_FALSE(copy.assign(m));
+    CHECK(copy == m);
+    REQUIRE_FALSE(cpumask::parse_hex("1,00000000,00000000,00000000,00000000,00000000,00000000,00000000,00000000", 512, m));
+    CHECK(m == list("256"));
+}
+
 TEST_CASE("masks convert to and from the real affinity, as /proc shows it", "[cpumask][syscall]") {
     cpu_set_t raw;
     REQUIRE(::sched_getaffinity(0, sizeof raw, &raw) == 0);

@@ -234,13 +234,13 @@ TEST_CASE("hotplug: a cpuset left without online CPUs hands its tasks to its nea
     REQUIRE_FALSE(fs::write(m.h, "/a/b/cpuset.cpus", "12-15"));
     REQUIRE_FALSE(fs::write(m.h, "/a/b/tasks", "21"));
     REQUIRE_FALSE(fs::write(m.h, "/a/tasks", "22"));
-    cs.set_topology(m.h, topology::custom(list("0-11,16-63"), list("0-3"), 128, 8));
+    REQUIRE_FALSE(cs.set_topology(m.h, topology::custom(list("0-11,16-63"), list("0-3"), 128, 8)));
     CHECK(read(m.h, "/cpuset.cpus") == "0-11,16-63\n");
     CHECK(read(m.h, "/a/cpuset.cpus") == "8-11\n");
     CHECK(read(m.h, "/a/b/cpuset.cpus") == "\n");
     CHECK(m.h.container_of(21).name() == "a");  // moved up
     CHECK(m.h.container_of(22).name() == "a");
-    cs.set_topology(m.h, topology::custom(list("0-7,16-63"), list("0-3"), 128, 8));
+    REQUIRE_FALSE(cs.set_topology(m.h, topology::custom(list("0-7,16-63"), list("0-3"), 128, 8)));
     CHECK(m.h.container_of(21).is_top());
     CHECK(m.h.container_of(22).is_top());
 }

@@ -8,6 +8,11 @@
 // "0-15:2/4", "N" for the last bit), parse_hex and to_hex its mask format ("ff,ffffffff"), with
 // the errors the kernel returns for each malformed input: EINVAL for syntax, ERANGE for a bit
 // beyond the limit, EOVERFLOW for a number that does not fit 32 bits.
+//
+// Allocation: masks beyond 256 bits allocate. The operators and `set` report a failure as
+// std::bad_alloc (or abort, built without exceptions), as the standard containers do; the
+// library's own paths use the noexcept forms (try_set, assign, parse_list, parse_hex), which
+// return ENOMEM and leave the mask as it was.
 #pragma once
 
 #include <algorithm>
@@ -19,6 +24,7 @@
 #include <cstdlib>
 #include <iterator>
 #include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -29,6 +35,17 @@
 #include "detail/errors.hpp"
 
 namespace containers {
+
+namespace detail {
+// What a throwing allocation does where exceptions are off.
+[[noreturn]] inline void bad_alloc() {
+#if defined(__cpp_exceptions)
+    throw std::bad_alloc();
+#else
+    std::abort();
+#endif
+}
+}  // namespace detail
 
 class cpumask {
 public:
@@ -43,8 +60,17 @@ public:
     }
 
     void set(std::size_t bit) {
-        if (bit / 64 >= words_.size()) words_.resize(bit / 64 + 1, 0);
+        if (try_set(bit)) detail::bad_alloc();
+    }
+    /// Sets `bit`. Errors: ENOMEM (the mask is unchanged).
+    [[nodiscard]] std::error_code try_set(std::size_t bit) noexcept {
+        if (bit / 64 >= words_.size() && !words_.try_resize(bit / 64 + 1)) return detail::errno_code(ENOMEM);
         words_[bit / 64] |= std::uint64_t{1} << (bit % 64);
+        return {};
+    }
+    /// Effects: makes this mask a copy of `o`. Errors: ENOMEM (this mask is unchanged).
+    [[nodiscard]] std::error_code assign(cpumask const& o) noexcept {
+        return words_.try_assign(o.words_) ? std::error_code{} : detail::errno_code(ENOMEM);
     }
     void reset(std::size_t bit) noexcept {
         if (bit / 64 < words_.size()) words_[bit / 64] &= ~(std::uint64_t{1} << (bit % 64));
@@ -77,7 +103,7 @@ public:
     }
 
     cpumask& operator|=(cpumask const& o) {
-        if (o.words_.size() > words_.size()) words_.resize(o.words_.size(), 0);
+        if (o.words_.size() > words_.size()) words_.resize(o.words_.size());
         for (std::size_t i = 0; i < o.words_.size(); ++i) words_[i] |= o.words_[i];
         return *this;
     }
@@ -199,8 +225,8 @@ public:
     /// regions "A", "A-B" or "A-B:USED/GROUP" ("N" is the last bit), separated by commas and
     /// white space; the text ends at the first newline. EINVAL for malformed text or an empty or
     /// inverted region, ERANGE for a bit at or beyond `nbits`, EOVERFLOW for a number beyond 32
-    /// bits. On error `out` is unchanged.
-    [[nodiscard]] static std::error_code parse_list(std::string_view s, std::size_t nbits, cpumask& out);
+    /// bits, ENOMEM when memory runs out. On error `out` is unchanged.
+    [[nodiscard]] static std::error_code parse_list(std::string_view s, std::size_t nbits, cpumask& out) noexcept;
 
     /// The kernel's mask format for `nbits` bits: 32-bit groups in hex, most significant first,
     /// separated by commas; the first group as wide as the bits it holds ("3" for 2 bits).
@@ -221,8 +247,8 @@ public:
 
     /// Parses the kernel's mask format (as bitmap_parse): comma-separated hex groups of up to 32
     /// bits, most significant first, ending at a newline. EINVAL for malformed text, EOVERFLOW
-    /// for set bits at or beyond `nbits`.
-    [[nodiscard]] static std::error_code parse_hex(std::string_view s, std::size_t nbits, cpumask& out);
+    /// for set bits at or beyond `nbits`, ENOMEM when memory runs out. On error `out` is unchanged.
+    [[nodiscard]] static std::error_code parse_hex(std::string_view s, std::size_t nbits, cpumask& out) noexcept;
 
 private:
     void trim() noexcept {
@@ -234,9 +260,11 @@ private:
     class word_storage {
     public:
         word_storage() noexcept = default;
-        word_storage(word_storage const& o) { assign(o); }
+        word_storage(word_storage const& o) {
+            if (!try_assign(o)) detail::bad_alloc();
+        }
         word_storage& operator=(word_storage const& o) {
-            if (this != &o) assign(o);
+            if (!try_assign(o)) detail::bad_alloc();
             return *this;
         }
         word_storage(word_storage&& o) noexcept { take(o); }
@@ -257,11 +285,16 @@ private:
         void clear() noexcept { size_ = 0; }
         void pop_back() noexcept { --size_; }
         /// Grows (new words are zero) or shrinks.
-        void resize(std::size_t n, std::uint64_t = 0) {
+        void resize(std::size_t n) {
+            if (!try_resize(n)) detail::bad_alloc();
+        }
+        /// The same; false (and nothing changed) when memory runs out.
+        [[nodiscard]] bool try_resize(std::size_t n) noexcept {
             if (n > capacity_) {
                 std::size_t cap = capacity_ * 2;
                 while (cap < n) cap *= 2;
-                std::unique_ptr<std::uint64_t[]> bigger(new std::uint64_t[cap]);
+                std::unique_ptr<std::uint64_t[]> bigger(new (std::nothrow) std::uint64_t[cap]);
+                if (!bigger) return false;
                 std::copy(data(), data() + size_, bigger.get());
                 heap_ = std::move(bigger);
                 capacity_ = cap;
@@ -269,19 +302,20 @@ private:
             std::uint64_t* d = data();
             for (std::size_t i = size_; i < n; ++i) d[i] = 0;  // a loop: masks are a few words
             size_ = n;
+            return true;
         }
-
-    private:
-        void assign(word_storage const& o) {
-            if (o.size_ > capacity_) {
-                size_ = 0;
-                resize(o.size_);
-            }
+        /// Copies `o`; false (and nothing changed) when memory runs out.
+        [[nodiscard]] bool try_assign(word_storage const& o) noexcept {
+            if (this == &o) return true;
+            if (o.size_ > capacity_ && !try_resize(o.size_)) return false;
             std::uint64_t* d = data();
             std::uint64_t const* from = o.data();
             for (std::size_t i = 0; i < o.size_; ++i) d[i] = from[i];
             size_ = o.size_;
+            return true;
         }
+
+    private:
         void take(word_storage& o) noexcept {
             heap_ = std::move(o.heap_);  // ours is freed; o's, if any, is stolen
             capacity_ = heap_ ? o.capacity_ : inline_words;
@@ -328,7 +362,7 @@ inline std::error_code list_number(std::string_view s, std::size_t& i, std::size
 
 }  // namespace detail
 
-inline std::error_code cpumask::parse_list(std::string_view s, std::size_t nbits, cpumask& out) {
+inline std::error_code cpumask::parse_list(std::string_view s, std::size_t nbits, cpumask& out) noexcept {
     s = s.substr(0, s.find('\n'));
     cpumask m;
     std::size_t const last = nbits == 0 ? 0 : nbits - 1;
@@ -359,40 +393,55 @@ inline std::error_code cpumask::parse_list(std::string_view s, std::size_t nbits
         if (start > end || group == 0 || used > group) return detail::errno_code(EINVAL);
         if (end >= nbits) return detail::errno_code(ERANGE);
         for (std::uint64_t b = start; b <= end; ++b) {
-            if ((b - start) % group < used) m.set(static_cast<std::size_t>(b));
+            if ((b - start) % group < used) {
+                if (std::error_code ec = m.try_set(static_cast<std::size_t>(b))) return ec;
+            }
         }
     }
     out = std::move(m);
     return {};
 }
 
-inline std::error_code cpumask::parse_hex(std::string_view s, std::size_t nbits, cpumask& out) {
+inline std::error_code cpumask::parse_hex(std::string_view s, std::size_t nbits, cpumask& out) noexcept {
     s = s.substr(0, s.find('\n'));
     if (s.empty()) return detail::errno_code(EINVAL);
-    std::vector<std::uint32_t> groups;  // most significant first
-    std::size_t i = 0;
-    for (;;) {
-        std::size_t const start = i;
-        std::uint64_t v = 0;
-        while (i < s.size() && std::isxdigit(static_cast<unsigned char>(s[i]))) {
-            char const c = s[i++];
-            v = v * 16 + static_cast<std::uint64_t>(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-            if (v > 0xffffffffu) return detail::errno_code(EOVERFLOW);
+    // Two passes over the text, so that no list of groups is allocated: the first checks the
+    // syntax and counts the groups (most significant first), the second sets the bits.
+    auto scan = [&](auto&& group) -> std::error_code {
+        std::size_t i = 0;
+        for (std::size_t g = 0;; ++g) {
+            std::size_t const start = i;
+            std::uint64_t v = 0;
+            while (i < s.size() && std::isxdigit(static_cast<unsigned char>(s[i]))) {
+                char const c = s[i++];
+                v = v * 16 + static_cast<std::uint64_t>(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+                if (v > 0xffffffffu) return detail::errno_code(EOVERFLOW);
+            }
+            if (i == start) return detail::errno_code(EINVAL);
+            if (std::error_code ec = group(g, static_cast<std::uint32_t>(v))) return ec;
+            if (i == s.size()) return {};
+            if (s[i] != ',') return detail::errno_code(EINVAL);
+            ++i;
         }
-        if (i == start) return detail::errno_code(EINVAL);
-        groups.push_back(static_cast<std::uint32_t>(v));
-        if (i == s.size()) break;
-        if (s[i] != ',') return detail::errno_code(EINVAL);
-        ++i;
+    };
+    std::size_t ngroups = 0;
+    if (std::error_code ec = scan([&](std::size_t, std::uint32_t) {
+            ++ngroups;
+            return std::error_code{};
+        })) {
+        return ec;
     }
     cpumask m;
-    for (std::size_t g = 0; g < groups.size(); ++g) {
-        std::size_t const base = (groups.size() - 1 - g) * 32;
-        for (std::size_t b = 0; b < 32; ++b) {
-            if ((groups[g] >> b & 1) == 0) continue;
-            if (base + b >= nbits) return detail::errno_code(EOVERFLOW);
-            m.set(base + b);
-        }
+    if (std::error_code ec = scan([&](std::size_t g, std::uint32_t v) -> std::error_code {
+            std::size_t const base = (ngroups - 1 - g) * 32;
+            for (std::size_t b = 0; b < 32; ++b) {
+                if ((v >> b & 1) == 0) continue;
+                if (base + b >= nbits) return detail::errno_code(EOVERFLOW);
+                if (std::error_code ec = m.try_set(base + b)) return ec;
+            }
+            return {};
+        })) {
+        return ec;
     }
     out = std::move(m);
     return {};

@@ -19,19 +19,36 @@
 // lock at the moment of change. The effective masks are published as immutable snapshots that the
 // read path loads without locks (inside a read_section); replaced snapshots are freed after a
 // grace period.
+//
+// Failure: a change is a two-phase commit. Everything that can fail comes first: the new
+// snapshot is allocated, then each affected thread gets its new affinity while its old one is
+// kept; a failure (ENOMEM, or the errno of sched_setaffinity: EBUSY for a SCHED_DEADLINE thread
+// whose bandwidth does not fit, EINVAL for a thread that may not change affinity, ESRCH, EPERM)
+// puts the affinities already changed back, in reverse, and nothing else has changed. Then the
+// masks and the snapshot are committed, which cannot fail. Attach follows the same rule across
+// the hierarchy's hooks: can_attach applies the affinities, cancel_attach restores them, attach
+// only records. System calls go through detail/syscalls.hpp, so that tests can fail any of them.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
 #include <functional>
 #include <mutex>
 #include <span>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -40,6 +57,7 @@
 #include "cpumask.hpp"
 #include "detail/errors.hpp"
 #include "detail/rcu.hpp"
+#include "detail/syscalls.hpp"
 #include "hierarchy.hpp"
 #include "subsystem_concepts.hpp"
 #include "topology.hpp"
@@ -83,6 +101,122 @@ private:
     int value_ = 0;
     std::int64_t time_ = 0;
 };
+
+namespace detail {
+
+/// The size of the kernel's CPU masks in bytes (cpumask_size(): what sched_getaffinity copies).
+/// Probed once; 512 (4096 CPUs) if the probe fails.
+inline std::size_t kernel_mask_bytes() noexcept {
+    static std::size_t const bytes = [] {
+        static unsigned long probe[1024];  // 65536 CPUs
+        long const r = ::syscall(SYS_sched_getaffinity, 0, sizeof probe, probe);
+        return r > 0 ? static_cast<std::size_t>(r) : std::size_t{512};
+    }();
+    return bytes;
+}
+
+/// Whether thread `tid` may not change its affinity (PF_NO_SETAFFINITY in /proc/TID/stat: per-CPU
+/// kernel threads and the like), as the kernel's task_can_attach checks. Reads with open/read
+/// into a stack buffer: no allocation. A thread that cannot be read is not predicted to fail.
+inline bool no_setaffinity(pid_t tid) noexcept {
+    constexpr unsigned long pf_no_setaffinity = 0x04000000;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(tid));
+    int const fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[1024];
+    ssize_t const n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    // The name is in parentheses and may hold anything: fields count from the last ')'.
+    char const* p = std::strrchr(buf, ')');
+    if (p == nullptr) return false;
+    // After ')': state (3), ppid, pgrp, session, tty_nr, tpgid, flags (9).
+    for (int field = 2; field < 9; ++field) {
+        p = std::strchr(p + 1, ' ');
+        if (p == nullptr) return false;
+    }
+    unsigned long const flags = std::strtoul(p + 1, nullptr, 10);
+    return (flags & pf_no_setaffinity) != 0;
+}
+
+/// The affinities one change applied, with the masks they replaced, so that a failure can put
+/// them back in reverse. Storage is reserved before the first system call; apply and undo never
+/// allocate. Guarded by whatever guards the change (the hierarchy's manage lock).
+class affinity_log {
+public:
+    affinity_log() noexcept = default;
+    affinity_log(affinity_log const&) = delete;
+    affinity_log& operator=(affinity_log const&) = delete;
+
+    /// Room for `n` more entries. Errors: ENOMEM (nothing changed).
+    [[nodiscard]] std::error_code reserve(std::size_t n) noexcept {
+        std::size_t const want = size_ + n;
+        if (want <= capacity_) return {};
+        std::size_t const bytes = kernel_mask_bytes();
+        std::unique_ptr<entry[]> e(new (std::nothrow) entry[want]);
+        std::unique_ptr<unsigned long[]> m(new (std::nothrow) unsigned long[want * bytes / sizeof(unsigned long)]);
+        if (!e || !m) return errno_code(ENOMEM);
+        for (std::size_t i = 0; i < size_; ++i) e[i] = entries_[i];
+        if (size_ != 0) std::memcpy(m.get(), masks_.get(), size_ * bytes);
+        entries_ = std::move(e);
+        masks_ = std::move(m);
+        capacity_ = want;
+        return {};
+    }
+
+    /// Gives thread `tid` the affinity `to`, remembering the one it had (no call when they are
+    /// the same). Requires reserved room. Errors: the errno of sched_getaffinity or
+    /// sched_setaffinity (nothing changed for this thread).
+    [[nodiscard]] std::error_code apply(pid_t tid, cpumask const& to) noexcept {
+        assert(size_ < capacity_);
+        std::size_t const bytes = kernel_mask_bytes();
+        auto* old = reinterpret_cast<cpu_set_t*>(reinterpret_cast<unsigned char*>(masks_.get()) + size_ * bytes);
+        if (int e = sys::sched_getaffinity(tid, bytes, old)) return errno_code(e);
+        if (same(old, bytes, to)) return {};
+        if (int e = sys::sched_setaffinity(tid, to.affinity_bytes(), to.affinity_data())) return errno_code(e);
+        entries_[size_++] = {tid};
+        return {};
+    }
+
+    /// Restores every remembered affinity, last first, and forgets them. Best effort: a thread
+    /// that exited meanwhile has nothing to restore.
+    void undo() noexcept {
+        std::size_t const bytes = kernel_mask_bytes();
+        while (size_ > 0) {
+            --size_;
+            auto* old = reinterpret_cast<cpu_set_t*>(reinterpret_cast<unsigned char*>(masks_.get()) + size_ * bytes);
+            (void)sys::sched_setaffinity(entries_[size_].tid, bytes, old);
+        }
+    }
+    /// Keeps the new affinities: forgets the old ones.
+    void commit() noexcept { size_ = 0; }
+    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+
+private:
+    struct entry {
+        pid_t tid = 0;
+    };
+    static bool same(cpu_set_t const* old, std::size_t bytes, cpumask const& to) noexcept {
+        auto const* a = reinterpret_cast<unsigned char const*>(old);
+        auto const* b = reinterpret_cast<unsigned char const*>(to.affinity_data());
+        std::size_t const nb = to.affinity_bytes();
+        for (std::size_t i = 0; i < std::max(bytes, nb); ++i) {
+            unsigned char const x = i < bytes ? a[i] : 0;
+            unsigned char const y = i < nb ? b[i] : 0;
+            if (x != y) return false;
+        }
+        return true;
+    }
+
+    std::unique_ptr<entry[]> entries_;
+    std::unique_ptr<unsigned long[]> masks_;  // capacity_ masks of kernel_mask_bytes() each
+    std::size_t size_ = 0;
+    std::size_t capacity_ = 0;
+};
+
+}  // namespace detail
 
 template <class H>
 class basic_cpuset : public subsystem_tag {
@@ -129,17 +263,22 @@ public:
                           })
         : topology_(std::move(t)), clock_(std::move(clock)) {}
 
-    [[nodiscard]] topology const& machine() const noexcept { return topology_; }
+    /// A copy of the machine as the cpuset sees it now. Takes a lock of the cpuset's own
+    /// (set_topology may replace it concurrently); may allocate (masks beyond 256 bits).
+    [[nodiscard]] topology machine() const {
+        std::lock_guard g(topology_mutex_);
+        return topology_;
+    }
     /// How many times memory_migrate asked the kernel to move a task's pages (migrate_pages
     /// calls; the kernel moves what it can, as it does for cgroup v1).
     [[nodiscard]] std::uint64_t page_migrations() const noexcept { return migrations_.load(std::memory_order_relaxed); }
 
     // ---- hooks ---------------------------------------------------------------------------------
 
-    std::error_code create(state& s, container& c) {
+    std::error_code create(state& s, container& c) noexcept {
         if (c.is_top()) {
-            s.cpus = topology_.online_cpus;
-            s.mems = topology_.online_nodes;
+            if (std::error_code ec = s.cpus.assign(topology_.online_cpus)) return ec;
+            if (std::error_code ec = s.mems.assign(topology_.online_nodes)) return ec;
             s.cpu_exclusive = s.mem_exclusive = true;  // as the kernel's top cpuset reads
         } else {
             state const& p = state_of(*c.parent());
@@ -148,27 +287,62 @@ public:
             // cgroup.clone_children copies the parent's CPUs and nodes, unless a sibling is
             // exclusive (the copy could only collide with it).
             if (c.parent()->clone_children() && !any_exclusive_child(*c.parent())) {
-                s.cpus = p.cpus;
-                s.mems = p.mems;
+                if (std::error_code ec = s.cpus.assign(p.cpus)) return ec;
+                if (std::error_code ec = s.mems.assign(p.mems)) return ec;
             }
         }
-        (void)recompute(s, c.is_top() ? nullptr : &state_of(*c.parent()));  // a new state replaces nothing
+        prepared next;
+        if (std::error_code ec = prepare(s.cpus, s.mems, c.is_top() ? nullptr : &state_of(*c.parent()), topology_, next)) return ec;
+        (void)install(s, next);  // a new state replaces no snapshot
         return {};
     }
 
-    std::error_code can_attach(state& s, container&, task_set<container>) {
-        if (s.effective_cpus.empty() || s.effective_mems.empty()) return detail::errno_code(ENOSPC);
+    /// The first phase of attach: ENOSPC for a cpuset without CPUs or nodes; for threads, EINVAL
+    /// for one that may not change affinity (PF_NO_SETAFFINITY, as the kernel's task_can_attach),
+    /// then each thread gets its new affinity, its old one kept for cancel_attach. A failure on
+    /// one thread restores those before it and returns the errno (EBUSY for a SCHED_DEADLINE
+    /// thread whose bandwidth would not fit, as the kernel refuses it), or ENOMEM.
+    /// Manage lock held.
+    std::error_code can_attach(state& s, container&, task_set<container> tasks) noexcept {
+        if (s.effective_cpus.empty() || s.effective_mems.empty()) return containers::detail::errno_code(ENOSPC);
+        if constexpr (H::traits_type::thread_bound) {
+            if (hotplug_move_) return {};  // set_topology applied the affinities already
+            for (auto const& t : tasks) {
+                if (detail::no_setaffinity(t.id)) return containers::detail::errno_code(EINVAL);
+            }
+            if (std::error_code ec = pending_.reserve(tasks.size())) return ec;
+            for (auto const& t : tasks) {
+                if (std::error_code ec = apply_affinity(pending_, t.id, s.effective_cpus)) {
+                    pending_.undo();
+                    return ec;
+                }
+            }
+        }
         return {};
     }
 
+    /// Another subsystem vetoed: the threads get their old affinities back, last first.
+    /// Manage lock held.
+    void cancel_attach(state&, container&, task_set<container>) noexcept { pending_.undo(); }
+
+    /// The commit point: the affinities stay; with memory_migrate, pages follow (best effort, as
+    /// the kernel's cpuset_migrate_mm). Manage and callback locks held.
     void attach(state& s, container&, task_set<container> tasks) noexcept {
-        for (auto const& t : tasks) {
-            apply_affinity(t.id, s);
-            if (s.memory_migrate) migrate_pages(t.id, state_of(*t.from).effective_mems, s.effective_mems);
+        pending_.commit();
+        if (!s.memory_migrate) return;
+        for (auto const& t : tasks) migrate_pages(t.id, state_of(*t.from).effective_mems, s.effective_mems);
+    }
+
+    /// A child starts with its cpuset's affinity. Best effort, as the kernel's cpuset_fork, which
+    /// cannot fail either: a thread created by clone already has its parent's. Manage and
+    /// callback locks held.
+    void fork(state& s, container&, id_type, id_type child) noexcept {
+        if constexpr (H::traits_type::thread_bound) {
+            cpumask target;
+            if (target_of(child, s.effective_cpus, target)) return;
+            if (!target.empty()) (void)detail::sys::sched_setaffinity(child, target.affinity_bytes(), target.affinity_data());
         }
     }
-
-    void fork(state& s, container&, id_type, id_type child) noexcept { apply_affinity(child, s); }
 
     void exit(state&, container&, id_type task) noexcept { requested_.erase(task); }
 
@@ -184,9 +358,10 @@ public:
     }
 
     /// The CPUs and nodes task `id` may use: its cpuset's effective masks, or, where those have
-    /// no online CPU (node), the nearest ancestor's that has one; never empty.
-    [[nodiscard]] cpumask allowed_cpus(H& h, id_type id) { return allowed(h, id, &state::effective_cpus, topology_.online_cpus); }
-    [[nodiscard]] cpumask allowed_nodes(H& h, id_type id) { return allowed(h, id, &state::effective_mems, topology_.online_nodes); }
+    /// no online CPU (node), the nearest ancestor's that has one; never empty (set_topology
+    /// keeps at least one CPU and one node online). Takes the manage lock.
+    [[nodiscard]] cpumask allowed_cpus(H& h, id_type id) { return allowed(h, id, &state::effective_cpus, &topology::online_cpus); }
+    [[nodiscard]] cpumask allowed_nodes(H& h, id_type id) { return allowed(h, id, &state::effective_mems, &topology::online_nodes); }
 
     /// Whether task `id` may allocate on `node` (the kernel's cpuset_node_allowed): yes in its own
     /// nodes; for a hardwall request no elsewhere; otherwise yes in the nodes of its nearest
@@ -247,18 +422,51 @@ public:
 
     /// The typed face of writing cpuset.cpus and cpuset.mems, for runtimes that configure
     /// cpusets without text: the same validation and errors, no parsing, no path lookup.
-    [[nodiscard]] std::error_code set_cpus(container& c, cpumask const& cpus) { return set_mask(c, cpus, true); }
-    [[nodiscard]] std::error_code set_mems(container& c, cpumask const& mems) { return set_mask(c, mems, false); }
+    /// Effects: `c`'s requested CPUs (nodes) become `m`; its effective masks are recomputed and
+    ///   published, and its threads get their new affinity, all or nothing.
+    /// Errors: EACCES (the top cpuset, or not within the parent's), EBUSY (a child would not
+    ///   fit), EINVAL (not online, or overlapping an exclusive sibling), ENOSPC (emptying a
+    ///   cpuset with tasks), ERANGE (beyond the possible CPUs), ENODEV (removed), ENOMEM, or the
+    ///   errno of sched_setaffinity for one of its threads. On error nothing has changed: masks,
+    ///   snapshot and every thread's affinity are as before.
+    /// Locking: takes the manage lock, and the callback lock to commit.
+    [[nodiscard]] std::error_code set_cpus(container& c, cpumask const& cpus) noexcept { return set_mask(c, cpus, true); }
+    [[nodiscard]] std::error_code set_mems(container& c, cpumask const& mems) noexcept { return set_mask(c, mems, false); }
 
-    /// Task `id` asks for `cpus` (as sched_setaffinity through the library): remembered, and
-    /// applied within its cpuset (the intersection, or the cpuset's CPUs where that is empty), now
-    /// and after every change. Errors: EINVAL (empty, or no such CPU online).
-    [[nodiscard]] std::error_code request_affinity(H& h, id_type id, cpumask cpus) {
+    /// Effects: task `id` asks for `cpus` (as sched_setaffinity through the library): remembered,
+    ///   and applied within its cpuset (the intersection, or the cpuset's CPUs where that is
+    ///   empty), now and after every change.
+    /// Errors: EINVAL (empty, or no such CPU online), ENOMEM, or the errno of sched_setaffinity;
+    ///   on error the request and the affinity are as before.
+    /// Locking: takes the manage lock, and the callback lock to record the request.
+    [[nodiscard]] std::error_code request_affinity(H& h, id_type id, cpumask const& cpus) noexcept {
         auto lock = h.manage_lock();
-        if (cpus.empty() || !cpus.intersects(topology_.online_cpus)) return detail::errno_code(EINVAL);
+        if (cpus.empty() || !cpus.intersects(topology_.online_cpus)) return containers::detail::errno_code(EINVAL);
+        cpumask wanted;
+        if (std::error_code ec = wanted.assign(cpus)) return ec;
+        // The record is made first, so that nothing can fail once the affinity has changed.
         auto cb_lock = h.callback_lock();
-        requested_[id] = std::move(cpus);
-        apply_affinity(id, state_of(h.container_of(id)));
+        typename std::unordered_map<id_type, cpumask>::iterator it;
+        bool inserted = false;
+        if (std::error_code ec = containers::detail::guarded_call([&] {
+                std::tie(it, inserted) = requested_.try_emplace(id);
+                return std::error_code{};
+            })) {
+            return ec;
+        }
+        std::swap(it->second, wanted);  // `wanted` now holds the previous request, if any
+        if constexpr (H::traits_type::thread_bound) {
+            cpumask target;
+            std::error_code ec = target_of(id, state_of(h.container_of(id)).effective_cpus, target);
+            if (!ec && !target.empty()) {
+                if (int e = detail::sys::sched_setaffinity(id, target.affinity_bytes(), target.affinity_data())) ec = containers::detail::errno_code(e);
+            }
+            if (ec) {
+                if (inserted) requested_.erase(it);
+                else std::swap(it->second, wanted);
+                return ec;
+            }
+        }
         return {};
     }
 
@@ -271,52 +479,64 @@ public:
         if (snap->generation == applied) return {};
         if (!snap->mems.empty()) {
             std::vector<unsigned long> words;
-            if (std::error_code ec = detail::guarded_call([&] {
+            if (std::error_code ec = containers::detail::guarded_call([&] {
                     words = snap->mems.to_ulongs(1024);
                     return std::error_code{};
                 })) {
                 return ec;
             }
-            if (::syscall(SYS_set_mempolicy, 2 /* MPOL_BIND */, words.data(), words.size() * sizeof(unsigned long) * 8 + 1) != 0) {
-                return detail::errno_code(errno);
+            if (int e = detail::sys::set_mempolicy(2 /* MPOL_BIND */, words.data(), words.size() * sizeof(unsigned long) * 8 + 1)) {
+                return containers::detail::errno_code(e);
             }
         }
         applied = snap->generation;
         return {};
     }
 
-    /// Hotplug: the machine now has `t`'s CPUs and nodes online. Every cpuset keeps only what is
-    /// online (as cgroup v1 does); one left without CPUs or nodes hands its tasks to its nearest
-    /// ancestor that has both.
-    void set_topology(H& h, topology t) {
-        std::vector<std::pair<std::vector<id_type>, container*>> moves;
+    /// Hotplug: the machine now has `t`'s CPUs and nodes online.
+    /// Effects: every cpuset keeps only what is online (as cgroup v1 does); the tasks of one left
+    ///   without CPUs or nodes move to its nearest ancestor that has both, and every thread whose
+    ///   CPUs change gets its new affinity. Deciding and moving happen under one hold of the
+    ///   manage lock: nothing can empty or remove the destination in between. All or nothing:
+    ///   on error the topology, the masks, the tasks' places and their affinities are as before.
+    /// Errors: EBUSY (no CPU or no node would be online: the kernel never takes the last one
+    ///   offline), ENOMEM, the errno of sched_setaffinity for one of the threads; and, after the
+    ///   commit, the veto of another subsystem against moving a task out of an emptied cpuset
+    ///   (the new masks stay, that task stays where it was with its ancestor's affinity, and the
+    ///   first such error is returned).
+    /// Locking: takes the manage lock, and the callback lock to commit.
+    [[nodiscard]] std::error_code set_topology(H& h, topology t) noexcept {
+        if ((t.online_cpus & t.allowed_cpus).empty() || t.online_nodes.empty()) return containers::detail::errno_code(EBUSY);
+        std::error_code result;
         {
             auto lock = h.manage_lock();
-            topology_ = std::move(t);
-            for (container& c : views::subtree(h.top())) {
-                state& s = state_of(c);
+            hotplug plan;
+            if (std::error_code ec = plan_hotplug(h, t, plan)) return ec;
+            // Phase two: the affinities, undone on failure.
+            detail::affinity_log log;
+            if (std::error_code ec = apply_hotplug_affinities(h, plan, log)) return ec;
+            // Commit: nothing below fails, but another subsystem's veto of a move.
+            {
                 auto cb_lock = h.callback_lock();
-                if (c.is_top()) {
-                    s.cpus = topology_.online_cpus;
-                    s.mems = topology_.online_nodes;
-                } else {
-                    s.cpus &= topology_.online_cpus;
-                    s.mems &= topology_.online_nodes;
+                for (std::size_t i = 0; i < plan.n; ++i) {
+                    state& s = state_of(*plan.nodes[i].c);
+                    s.cpus = std::move(plan.nodes[i].cpus);
+                    s.mems = std::move(plan.nodes[i].mems);
+                    if (snapshot* old = install(s, plan.nodes[i].next)) h.retire(*old);
                 }
-                publish(h, s, c.is_top() ? nullptr : &state_of(*c.parent()));
-                if (c.task_count() == 0) continue;
-                if (s.effective_cpus.empty() || s.effective_mems.empty()) {
-                    container* to = c.parent();
-                    while (!to->is_top() && (state_of(*to).effective_cpus.empty() || state_of(*to).effective_mems.empty())) to = to->parent();
-                    std::vector<id_type> ids;
-                    for (auto const& task : views::tasks(c)) ids.push_back(task.id);
-                    moves.emplace_back(std::move(ids), to);
-                } else {
-                    for (auto const& task : views::tasks(c)) apply_affinity(task.id, s);
-                }
+                std::lock_guard g(topology_mutex_);
+                topology_ = std::move(t);
             }
+            log.commit();
+            hotplug_move_ = true;
+            for (std::size_t i = 0; i < plan.nmoves; ++i) {
+                std::error_code ec = h.attach_locked(std::span<id_type const>(&plan.moves[i].id, 1), *plan.moves[i].to);
+                if (ec && !result) result = ec;
+            }
+            hotplug_move_ = false;
         }
-        for (auto& [ids, to] : moves) (void)h.attach(ids, *to);
+        notify_domains(h.top());
+        return result;
     }
 
 private:
@@ -324,48 +544,68 @@ private:
     static state& state_of(container const& c) noexcept { return c.owner().template state_of<basic_cpuset>(c); }
 
     // The nearest cpuset from the task's up whose `field` has something online (guarantee_online_*).
-    cpumask allowed(H& h, id_type id, cpumask state::*field, cpumask const& online) {
+    cpumask allowed(H& h, id_type id, cpumask state::*field, cpumask topology::*online) {
         auto lock = h.manage_lock();
+        cpumask const& on = topology_.*online;
         for (container* c = &h.container_of(id); c != nullptr; c = c->parent()) {
-            cpumask m = state_of(*c).*field & online;
+            cpumask m = state_of(*c).*field & on;
             if (!m.empty()) return m;
         }
-        return online;
+        return on;  // never empty: set_topology refuses a machine without CPUs or nodes
     }
 
-    static bool any_exclusive_child(container& parent) {
+    static bool any_exclusive_child(container& parent) noexcept {
         for (container& ch : views::children(parent)) {
             if (state_of(ch).cpu_exclusive || state_of(ch).mem_exclusive) return true;
         }
         return false;
     }
 
+    // The effective masks of a cpuset and the snapshot that publishes them, made before anything
+    // changes so that the commit cannot fail.
+    struct prepared {
+        cpumask effective_cpus, effective_mems;
+        std::unique_ptr<snapshot> snap;
+    };
+
     // Effective masks: the requested ones within the parent's effective ones, the online ones
-    // and, for CPUs, what the process may use. Publishes a snapshot; returns the one it replaced.
-    [[nodiscard]] snapshot* recompute(state& s, state const* parent) {
-        s.effective_cpus = s.cpus & topology_.online_cpus & topology_.allowed_cpus;
-        s.effective_mems = s.mems & topology_.online_nodes;
-        if (parent != nullptr) {
-            s.effective_cpus &= parent->effective_cpus;
-            s.effective_mems &= parent->effective_mems;
+    // and, for CPUs, what the process may use. Manage lock held. Errors: ENOMEM.
+    static std::error_code prepare(cpumask const& cpus, cpumask const& mems, state const* parent, topology const& t,
+                                   prepared& out) noexcept {
+        return prepare(cpus, mems, parent ? &parent->effective_cpus : nullptr, parent ? &parent->effective_mems : nullptr, t, out);
+    }
+    static std::error_code prepare(cpumask const& cpus, cpumask const& mems, cpumask const* parent_cpus, cpumask const* parent_mems,
+                                   topology const& t, prepared& out) noexcept {
+        if (std::error_code ec = out.effective_cpus.assign(cpus)) return ec;
+        if (std::error_code ec = out.effective_mems.assign(mems)) return ec;
+        out.effective_cpus &= t.online_cpus;
+        out.effective_cpus &= t.allowed_cpus;
+        out.effective_mems &= t.online_nodes;
+        if (parent_cpus != nullptr) {
+            out.effective_cpus &= *parent_cpus;
+            out.effective_mems &= *parent_mems;
         }
-        auto* snap = new snapshot;
-        snap->cpus = s.effective_cpus;
-        snap->mems = s.effective_mems;
-        snap->generation = next_generation_.fetch_add(1, std::memory_order_relaxed) + 1;
-        snap->reclaim = [](detail::retired_node* n) noexcept { delete static_cast<snapshot*>(n); };
-        return const_cast<snapshot*>(s.published.exchange(snap, std::memory_order_acq_rel));
+        out.snap.reset(new (std::nothrow) snapshot);
+        if (!out.snap) return containers::detail::errno_code(ENOMEM);
+        if (std::error_code ec = out.snap->cpus.assign(out.effective_cpus)) return ec;
+        if (std::error_code ec = out.snap->mems.assign(out.effective_mems)) return ec;
+        out.snap->generation = next_generation_.fetch_add(1, std::memory_order_relaxed) + 1;
+        out.snap->reclaim = [](containers::detail::retired_node* n) noexcept { delete static_cast<snapshot*>(n); };
+        return {};
     }
 
-    // Recomputes and publishes; the snapshot replaced goes after a grace period.
-    void publish(H& h, state& s, state const* parent) {
-        if (snapshot* old = recompute(s, parent)) h.retire(*old);
+    // The commit of prepared masks: cannot fail. Returns the snapshot replaced, for retirement.
+    [[nodiscard]] static snapshot* install(state& s, prepared& p) noexcept {
+        s.effective_cpus = std::move(p.effective_cpus);
+        s.effective_mems = std::move(p.effective_mems);
+        return const_cast<snapshot*>(s.published.exchange(p.snap.release(), std::memory_order_acq_rel));
     }
 
     // memory_migrate: the kernel moves a task's pages to its cpuset's nodes when it joins and when
     // the nodes change. User space can do as much with migrate_pages(2), which moves the pages of
     // the task's whole process that sit on `from` (and not on `to`) to `to`; a thread of a
-    // process that shares its memory moves its siblings' pages too, as the kernel does.
+    // process that shares its memory moves its siblings' pages too, as the kernel does. Best
+    // effort, as the kernel's: its failure is not the change's.
     void migrate_pages(id_type id, cpumask const& from, cpumask const& to) noexcept {
         if constexpr (H::traits_type::thread_bound) {
             if (from.empty() || to.empty() || from == to) return;
@@ -374,28 +614,124 @@ private:
             unsigned long new_nodes[bits / (8 * sizeof(unsigned long))] = {};
             for (std::size_t n : from) if (n < bits) old_nodes[n / (8 * sizeof(unsigned long))] |= 1ul << (n % (8 * sizeof(unsigned long)));
             for (std::size_t n : to) if (n < bits) new_nodes[n / (8 * sizeof(unsigned long))] |= 1ul << (n % (8 * sizeof(unsigned long)));
-            (void)::syscall(SYS_migrate_pages, id, bits + 1, old_nodes, new_nodes);  // best effort, as the kernel's
+            (void)detail::sys::migrate_pages(id, bits + 1, old_nodes, new_nodes);
             migrations_.fetch_add(1, std::memory_order_relaxed);
         }
     }
 
-    // The affinity a thread gets in a cpuset: its own request within the cpuset's effective CPUs,
-    // or those CPUs where the intersection is empty; a cpuset without CPUs leaves it unchanged.
-    void apply_affinity(id_type id, state const& s) noexcept {
+    // The affinity a thread gets in a cpuset whose effective CPUs are `cpus`: its own request
+    // within them, or them where the intersection is empty; empty (leave it alone) when the
+    // cpuset has no CPUs. Manage lock held. Errors: ENOMEM.
+    std::error_code target_of(id_type id, cpumask const& cpus, cpumask& out) const noexcept {
+        if (std::error_code ec = out.assign(cpus)) return ec;
+        if (cpus.empty() || requested_.empty()) return {};
+        if (auto it = requested_.find(id); it != requested_.end() && it->second.intersects(cpus)) {
+            if (std::error_code ec = out.assign(it->second)) return ec;
+            out &= cpus;
+        }
+        return {};
+    }
+
+    // Gives thread `id` its affinity in a cpuset whose effective CPUs are `cpus`, remembered in
+    // `log` (which has room). Manage lock held.
+    std::error_code apply_affinity(detail::affinity_log& log, id_type id, cpumask const& cpus) noexcept {
+        cpumask target;
+        if (std::error_code ec = target_of(id, cpus, target)) return ec;
+        if (target.empty()) return {};
+        return log.apply(id, target);
+    }
+
+    // What set_topology decides before it changes anything.
+    struct hotplug {
+        struct node {
+            container* c = nullptr;
+            container* to = nullptr;  // where its tasks go when it is left empty, else nullptr
+            std::size_t to_index = 0; // that container's node
+            cpumask cpus, mems;       // the new requested masks
+            prepared next;
+        };
+        struct move {
+            id_type id;
+            container* to;
+        };
+        std::unique_ptr<node[]> nodes;
+        std::unique_ptr<move[]> moves;
+        std::size_t n = 0;
+        std::size_t nmoves = 0;
+    };
+
+    // Manage lock held. Errors: ENOMEM.
+    std::error_code plan_hotplug(H& h, topology const& t, hotplug& plan) noexcept {
+        std::size_t count = 0, max_depth = 0, ntasks = 0;
+        for (container& c : views::subtree(h.top())) {
+            ++count;
+            max_depth = std::max(max_depth, c.depth());
+        }
+        plan.nodes.reset(new (std::nothrow) typename hotplug::node[count]);
+        std::unique_ptr<std::size_t[]> at_depth(new (std::nothrow) std::size_t[max_depth + 1]);
+        if (!plan.nodes || !at_depth) return containers::detail::errno_code(ENOMEM);
+        // Pre-order: a node's parent is the last node seen one level up.
+        for (container& c : views::subtree(h.top())) {
+            auto& nd = plan.nodes[plan.n];
+            nd.c = &c;
+            at_depth[c.depth()] = plan.n++;
+            state const& s = state_of(c);
+            if (std::error_code ec = nd.cpus.assign(c.is_top() ? t.online_cpus : s.cpus)) return ec;
+            if (std::error_code ec = nd.mems.assign(c.is_top() ? t.online_nodes : s.mems)) return ec;
+            if (!c.is_top()) {
+                nd.cpus &= t.online_cpus;
+                nd.mems &= t.online_nodes;
+            }
+            auto const* parent = c.is_top() ? nullptr : &plan.nodes[at_depth[c.depth() - 1]];
+            if (std::error_code ec = prepare(nd.cpus, nd.mems, parent ? &parent->next.effective_cpus : nullptr,
+                                             parent ? &parent->next.effective_mems : nullptr, t, nd.next)) {
+                return ec;
+            }
+            if (c.task_count() != 0 && (nd.next.effective_cpus.empty() || nd.next.effective_mems.empty())) {
+                // The nearest ancestor with both; the top one has both (checked by the caller).
+                for (std::size_t d = c.depth(); d-- > 0;) {
+                    auto const& a = plan.nodes[at_depth[d]];
+                    if (!a.next.effective_cpus.empty() && !a.next.effective_mems.empty()) {
+                        nd.to = a.c;
+                        nd.to_index = at_depth[d];
+                        break;
+                    }
+                }
+                assert(nd.to != nullptr);
+                ntasks += c.task_count();
+            }
+        }
+        plan.moves.reset(new (std::nothrow) typename hotplug::move[ntasks + 1]);
+        if (!plan.moves) return containers::detail::errno_code(ENOMEM);
+        for (std::size_t i = 0; i < plan.n; ++i) {
+            if (plan.nodes[i].to == nullptr) continue;
+            for (auto const& task : views::tasks(*plan.nodes[i].c)) plan.moves[plan.nmoves++] = {task.id, plan.nodes[i].to};
+        }
+        return {};
+    }
+
+    // Phase two of set_topology: every thread whose CPUs change gets its new affinity (a thread
+    // that moves, its destination's). On failure the log is undone. Manage lock held.
+    std::error_code apply_hotplug_affinities(H&, hotplug& plan, detail::affinity_log& log) noexcept {
         if constexpr (H::traits_type::thread_bound) {
-            snapshot const* snap = s.published.load(std::memory_order_acquire);
-            if (snap == nullptr || snap->cpus.empty()) return;
-            if (!requested_.empty()) {
-                if (auto it = requested_.find(id); it != requested_.end()) {
-                    cpumask const mine = it->second & snap->cpus;
-                    if (!mine.empty()) {
-                        (void)::sched_setaffinity(id, mine.affinity_bytes(), mine.affinity_data());
-                        return;
+            std::size_t n = 0;
+            for (std::size_t i = 0; i < plan.n; ++i) n += plan.nodes[i].c->task_count();
+            if (std::error_code ec = log.reserve(n)) return ec;
+            for (std::size_t i = 0; i < plan.n; ++i) {
+                auto const& nd = plan.nodes[i];
+                if (nd.c->task_count() == 0) continue;
+                cpumask const& old_cpus = state_of(*nd.c).effective_cpus;
+                cpumask const& cpus = nd.to != nullptr ? plan.nodes[nd.to_index].next.effective_cpus : nd.next.effective_cpus;
+                if (cpus == old_cpus) continue;
+                for (auto const& task : views::tasks(*nd.c)) {
+                    if (std::error_code ec = apply_affinity(log, task.id, cpus)) {
+                        log.undo();
+                        return ec;
                     }
                 }
             }
-            (void)::sched_setaffinity(id, snap->cpus.affinity_bytes(), snap->cpus.affinity_data());
         }
+        return {};
     }
 
     std::vector<cpumask> domains_locked(H& h) {
@@ -406,10 +742,11 @@ private:
         }
         // Pre-order, not entering the subtree below a balancing cpuset.
         container const* top = &h.top();
-        for (container* c = detail::tree_access::next_preorder(&h.top(), top); c != nullptr;) {
+        for (container* c = containers::detail::tree_access::next_preorder(&h.top(), top); c != nullptr;) {
             state const& s = state_of(*c);
             if (s.sched_load_balance && !s.effective_cpus.empty()) found.push_back(s.effective_cpus);
-            c = s.sched_load_balance ? detail::tree_access::next_skipping_children(c, top) : detail::tree_access::next_preorder(c, top);
+            c = s.sched_load_balance ? containers::detail::tree_access::next_skipping_children(c, top)
+                                     : containers::detail::tree_access::next_preorder(c, top);
         }
         // Merge overlapping sets until none overlap.
         for (bool merged = true; merged;) {
@@ -429,20 +766,25 @@ private:
         return found;
     }
 
-    // After a change that may move domain boundaries: tell the callback, outside the locks.
-    static void notify_domains(container& c) {
+    // After a change that may move domain boundaries: tell the callback, outside the locks. The
+    // change is already made: when memory runs out here the callback hears of it with the next
+    // change instead.
+    static void notify_domains(container& c) noexcept {
         H& h = c.owner();
         basic_cpuset& cs = self(c);
         if (!cs.has_domains_callback_.load(std::memory_order_acquire)) return;  // nobody listens
-        std::vector<cpumask> now = cs.sched_domains(h);
-        std::function<void(std::vector<cpumask> const&)> callback;
-        {
-            std::lock_guard g(cs.domains_mutex_);
-            if (now == cs.last_domains_) return;
-            cs.last_domains_ = now;
-            callback = cs.domains_callback_;
-        }
-        if (callback) callback(now);
+        (void)containers::detail::guarded_call([&] {
+            std::vector<cpumask> now = cs.sched_domains(h);
+            std::function<void(std::vector<cpumask> const&)> callback;
+            {
+                std::lock_guard g(cs.domains_mutex_);
+                if (now == cs.last_domains_) return std::error_code{};
+                cs.last_domains_ = now;
+                callback = cs.domains_callback_;
+            }
+            if (callback) callback(now);
+            return std::error_code{};
+        });
     }
 
     // What validation looks at: a change is tried on a copy of this.
@@ -452,38 +794,43 @@ private:
         bool cpu_exclusive = false;
         bool mem_exclusive = false;
     };
-    static config config_of(state const& s) { return {s.cpus, s.mems, s.cpu_exclusive, s.mem_exclusive}; }
+    static std::error_code config_of(state const& s, config& out) noexcept {
+        if (std::error_code ec = out.cpus.assign(s.cpus)) return ec;
+        if (std::error_code ec = out.mems.assign(s.mems)) return ec;
+        out.cpu_exclusive = s.cpu_exclusive;
+        out.mem_exclusive = s.mem_exclusive;
+        return {};
+    }
 
     // Validation of a change to `c` whose result would be `trial`, in the kernel's order.
-    std::error_code validate(container& c, state const& cur, config const& trial) {
+    std::error_code validate(container& c, state const& cur, config const& trial) noexcept {
         auto subset = [](auto const& p, auto const& q) {
             return p.cpus.subset_of(q.cpus) && p.mems.subset_of(q.mems) && p.cpu_exclusive <= q.cpu_exclusive &&
                    p.mem_exclusive <= q.mem_exclusive;
         };
         for (container& ch : views::children(c)) {
-            if (!subset(state_of(ch), trial)) return detail::errno_code(EBUSY);
+            if (!subset(state_of(ch), trial)) return containers::detail::errno_code(EBUSY);
         }
         if (c.is_top()) return {};
         container& parent = *c.parent();
-        if (!subset(trial, state_of(parent))) return detail::errno_code(EACCES);
+        if (!subset(trial, state_of(parent))) return containers::detail::errno_code(EACCES);
         bool populated = false;
         for (container& d : views::subtree(c)) populated = populated || d.task_count() != 0;
         if (populated && ((!cur.cpus.empty() && trial.cpus.empty()) || (!cur.mems.empty() && trial.mems.empty()))) {
-            return detail::errno_code(ENOSPC);
+            return containers::detail::errno_code(ENOSPC);
         }
         for (container& sib : views::children(parent)) {
             if (&sib == &c) continue;
             state const& o = state_of(sib);
-            if ((trial.cpu_exclusive || o.cpu_exclusive) && trial.cpus.intersects(o.cpus)) return detail::errno_code(EINVAL);
-            if ((trial.mem_exclusive || o.mem_exclusive) && trial.mems.intersects(o.mems)) return detail::errno_code(EINVAL);
+            if ((trial.cpu_exclusive || o.cpu_exclusive) && trial.cpus.intersects(o.cpus)) return containers::detail::errno_code(EINVAL);
+            if ((trial.mem_exclusive || o.mem_exclusive) && trial.mems.intersects(o.mems)) return containers::detail::errno_code(EINVAL);
         }
         return {};
     }
 
-
-    // A change to `c`: `edit` adjusts a trial copy; validation, then commit and re-application.
+    // A change to `c`: `edit` adjusts a trial copy; validation, then the two-phase commit.
     template <class Edit>
-    static std::error_code change(container& c, Edit edit) {
+    static std::error_code change(container& c, Edit edit) noexcept {
         basic_cpuset& cs = self(c);
         bool cpus_changed = false;
         if (std::error_code ec = cs.change_locked(c, edit, cpus_changed)) return ec;
@@ -492,62 +839,90 @@ private:
     }
 
     template <class Edit>
-    std::error_code change_locked(container& c, Edit& edit, bool& cpus_changed) {
+    std::error_code change_locked(container& c, Edit& edit, bool& cpus_changed) noexcept {
         H& h = c.owner();
         auto lock = h.manage_lock();
-        if (c.removed()) return detail::errno_code(ENODEV);
+        if (c.removed()) return containers::detail::errno_code(ENODEV);
         state& s = state_of(c);
-        config trial = config_of(s);
+        config trial;
+        if (std::error_code ec = config_of(s, trial)) return ec;
         if (std::error_code ec = edit(trial)) return ec;
         if (trial.cpus == s.cpus && trial.mems == s.mems && trial.cpu_exclusive == s.cpu_exclusive &&
             trial.mem_exclusive == s.mem_exclusive) {
             return {};
         }
         if (std::error_code ec = validate(c, s, trial)) return ec;
+        // Phase one: everything that can fail, nothing visible yet.
+        prepared next;
+        if (std::error_code ec = prepare(trial.cpus, trial.mems, c.is_top() ? nullptr : &state_of(*c.parent()), topology_, next)) return ec;
+        detail::affinity_log log;
+        if constexpr (H::traits_type::thread_bound) {
+            if (next.effective_cpus != s.effective_cpus && c.task_count() != 0) {
+                if (std::error_code ec = log.reserve(c.task_count())) return ec;
+                for (auto const& task : views::tasks(c)) {
+                    if (std::error_code ec = apply_affinity(log, task.id, next.effective_cpus)) {
+                        log.undo();
+                        return ec;
+                    }
+                }
+            }
+        }
+        // Phase two, the commit: cannot fail.
         auto cb_lock = h.callback_lock();
+        log.commit();
         cpus_changed = trial.cpus != s.cpus;
-        cpumask const old_mems = s.effective_mems;
+        cpumask const& old_mems = s.effective_mems;
+        bool const migrate = s.memory_migrate && old_mems != next.effective_mems;
+        if (migrate) {
+            for (auto const& task : views::tasks(c)) migrate_pages(task.id, old_mems, next.effective_mems);
+        }
         s.cpus = std::move(trial.cpus);
         s.mems = std::move(trial.mems);
         s.cpu_exclusive = trial.cpu_exclusive;
         s.mem_exclusive = trial.mem_exclusive;
-        publish(h, s, c.is_top() ? nullptr : &state_of(*c.parent()));
-        if (cpus_changed) {
-            for (auto const& task : views::tasks(c)) apply_affinity(task.id, s);
-        }
-        if (s.memory_migrate && old_mems != s.effective_mems) {
-            for (auto const& task : views::tasks(c)) migrate_pages(task.id, old_mems, s.effective_mems);
-        }
+        if (snapshot* old = install(s, next)) h.retire(*old);
         return {};
     }
 
-    static std::error_code write_mask(container& c, std::string_view value, bool cpus) {
-        if (c.is_top()) return detail::errno_code(EACCES);  // the top cpuset follows the machine
+    static std::error_code write_mask(container& c, std::string_view value, bool cpus) noexcept {
+        if (c.is_top()) return containers::detail::errno_code(EACCES);  // the top cpuset follows the machine
         basic_cpuset& cs = self(c);
         value = parse::strip(value);
         cpumask m;
-        std::size_t const bits = cpus ? cs.topology_.possible_cpus : std::max<std::size_t>(1024, cs.topology_.possible_nodes);
+        std::size_t bits = 0;
+        {
+            std::lock_guard g(cs.topology_mutex_);
+            bits = mask_bits(cs.topology_, cpus);
+        }
         if (!value.empty()) {
             if (std::error_code ec = cpumask::parse_list(value, bits, m)) return ec;
         }
         return cs.set_mask(c, m, cpus);
     }
 
-    std::error_code set_mask(container& c, cpumask const& m, bool cpus) {
-        if (c.is_top()) return detail::errno_code(EACCES);
-        std::size_t const bits = cpus ? topology_.possible_cpus : std::max<std::size_t>(1024, topology_.possible_nodes);
-        if (m.extent() > bits) return detail::errno_code(ERANGE);
+    static std::size_t mask_bits(topology const& t, bool cpus) noexcept {
+        return cpus ? t.possible_cpus : std::max<std::size_t>(1024, t.possible_nodes);
+    }
+
+    std::error_code set_mask(container& c, cpumask const& m, bool cpus) noexcept {
+        if (c.is_top()) return containers::detail::errno_code(EACCES);
         return change(c, [&](config& trial) -> std::error_code {
+            // Under the manage lock: the topology is stable here.
+            if (m.extent() > mask_bits(topology_, cpus)) return containers::detail::errno_code(ERANGE);
             cpumask const& top = cpus ? state_of(c.owner().top()).cpus : state_of(c.owner().top()).mems;
-            if (!m.subset_of(top)) return detail::errno_code(EINVAL);  // not online
-            (cpus ? trial.cpus : trial.mems) = m;
-            return {};
+            if (!m.subset_of(top)) return containers::detail::errno_code(EINVAL);  // not online
+            return (cpus ? trial.cpus : trial.mems).assign(m);
         });
     }
 
-    topology topology_;                                 // manage lock
+    topology topology_;                                 // written under the manage lock and
+                                                        // topology_mutex_; read under either
+    mutable std::mutex topology_mutex_;                 // see topology_; nests inside the callback lock
     std::function<std::int64_t()> clock_;               // immutable
     std::unordered_map<id_type, cpumask> requested_;    // manage lock
+    detail::affinity_log pending_;                      // manage lock: the attach between can_attach
+                                                        // and attach or cancel_attach
+    bool hotplug_move_ = false;                         // manage lock: set_topology is moving tasks
     std::mutex domains_mutex_;                          // guards the two below
     std::function<void(std::vector<cpumask> const&)> domains_callback_;
     std::vector<cpumask> last_domains_;

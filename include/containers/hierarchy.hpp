@@ -345,6 +345,14 @@ public:
     /// Complexity: O(n log n) for n ids, plus the hooks; no system call for a known task.
     [[nodiscard]] std::error_code attach(std::span<id_type const> ids, container& dest) noexcept {
         write_guard g(*this);
+        return attach_locked(ids, dest);
+    }
+    /// Effects and errors: as attach, for a subsystem's own operation that already holds
+    ///   manage_lock() and must move tasks without dropping it (cpuset's hotplug). Attaching one
+    ///   task that the hierarchy knows allocates nothing here.
+    /// Locking: the manage lock must be held by the caller (asserted); takes the callback lock.
+    [[nodiscard]] std::error_code attach_locked(std::span<id_type const> ids, container& dest) noexcept {
+        assert(manage_.held_by_me());
         if (dest.removed()) return detail::errno_code(ENODEV);
         if (ids.size() == 1) {  // the common case, without allocation
             task_move<container> move;

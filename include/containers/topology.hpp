@@ -1,7 +1,7 @@
 // The machine's CPUs and memory nodes, as the cpuset subsystem sees them.
 //
 // from_system() reads sysfs once (online and possible CPUs, online nodes) and the calling
-// thread's affinity (what the process may use); custom() builds any topology, up to thousands of
+// thread's affinity (what the process may use, through the system-call seam); custom() builds any topology, up to thousands of
 // CPUs and many nodes, for tests and for modelling hotplug with cpuset::set_topology.
 #pragma once
 
@@ -12,6 +12,7 @@
 #include <sched.h>
 
 #include "cpumask.hpp"
+#include "detail/syscalls.hpp"
 
 namespace containers {
 
@@ -43,7 +44,7 @@ struct topology {
         if (t.online_nodes.empty()) t.online_nodes = read_list("/sys/devices/system/node/online", "0");
         t.possible_nodes = std::max<std::size_t>(read_list("/sys/devices/system/node/possible", "0").extent(), 1);
         auto set = cpumask::range(0, t.possible_cpus - 1).to_cpu_set();
-        if (set.set && ::sched_getaffinity(0, set.bytes, set.set.get()) == 0) {
+        if (set.set && detail::sys::sched_getaffinity(0, set.bytes, set.set.get()) == 0) {
             t.allowed_cpus = cpumask::from_cpu_set(set.set.get(), set.bytes);
         } else {
             t.allowed_cpus = t.online_cpus;
