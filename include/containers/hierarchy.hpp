@@ -611,13 +611,13 @@ public:
         explicit write_guard(hierarchy& h) noexcept : h_(h) { h_.manage_.lock(); }
         ~write_guard() {
             detail::retired_node* batch = nullptr;
-            if (h_.nretired_ >= reclaim_batch && !detail::in_read_section()) {
+            if (h_.nretired_ >= reclaim_batch && reclaim_ && !detail::in_read_section()) {
                 batch = std::exchange(h_.retired_, nullptr);
                 h_.nretired_ = 0;
             }
             h_.manage_.unlock();
             if (batch != nullptr) {
-                detail::rcu_domain::instance().synchronize();
+                detail::synchronize();
                 detail::reclaim_chain(batch);
             }
         }
@@ -625,7 +625,12 @@ public:
         write_guard& operator=(write_guard const&) = delete;
 
     private:
+        friend class hierarchy;
+        // For a caller that must not wait for a grace period (see thread_exited): the batch is
+        // left for the next operation.
+        write_guard(hierarchy& h, bool reclaim) noexcept : write_guard(h) { reclaim_ = reclaim; }
         hierarchy& h_;
+        bool reclaim_ = true;
     };
 
 private:
@@ -769,8 +774,9 @@ private:
         task* t = tasks_.find(me);
         if (t->bound_) return;
         std::lock_guard cb(callback_);  // orders the cached cell with later moves
-        t->tls_container_ = detail::bind_this_thread(serial_, t, t->container_.load(std::memory_order_relaxed));
-        t->bound_ = true;
+        detail::bind_result const r = detail::bind_this_thread(serial_, t, t->container_.load(std::memory_order_relaxed));
+        t->tls_container_ = r.cell;
+        t->bound_ = r.bound;  // unbound (no memory): reads use the task table, exit is noticed by reaping
     }
 
     void remove_task(task& t) noexcept {
@@ -842,8 +848,11 @@ private:
     }
 
     // Called on an exiting thread that had attached itself.
+    // It runs pinned by the binding registry, which teardown() waits for, possibly from inside a
+    // read section: it must not wait for a grace period, so it leaves its batch to the next
+    // operation.
     void thread_exited(void* p) noexcept override {
-        write_guard g(*this);
+        write_guard g(*this, false);
         auto* t = static_cast<task*>(p);
         t->bound_ = false;
         t->tls_container_ = nullptr;
@@ -853,8 +862,11 @@ private:
     // Frees everything. Callers must have stopped using the hierarchy; threads still bound to it
     // find its serial gone at exit and do nothing.
     void teardown() noexcept {
+        // The agent may call back into the hierarchy (and bind threads to it): let it finish
+        // while the serial is still live, so that no thread's cache slot for this hierarchy is
+        // handed to another one while this one can still store into it.
+        releases_.stop();
         detail::binding_registry::instance().leave(serial_, this);
-        releases_.stop();  // the agent may call back into the hierarchy; let it finish first
         {
             std::lock_guard g(manage_);
             // Tasks first, then containers bottom-up, without recursion.
@@ -886,7 +898,7 @@ private:
         // No reader may use a hierarchy that is being destroyed; the grace period covers readers
         // that looked at retired objects just before. From inside a read section it would wait
         // on itself, and that section cannot be reading this hierarchy's retired objects anyway.
-        if (!detail::in_read_section()) detail::rcu_domain::instance().synchronize();
+        if (!detail::in_read_section()) detail::synchronize();
         detail::reclaim_chain(std::exchange(retired_, nullptr));
         for (std::size_t i = nsubsys_; i-- > 0;) ops_[i].delete_subsystem(ops_[i].subsystem);
     }

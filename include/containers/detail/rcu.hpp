@@ -1,28 +1,94 @@
-// Read-copy-update for the lock-free read path: readers announce themselves in thread-local
-// memory only, writers wait for a grace period before they free what readers may still see.
+// Read-copy-update for the lock-free read path: readers announce themselves in memory of their
+// own, writers wait for a grace period before they free what readers may still see.
 //
-// The scheme is liburcu's "memb" flavour with 64-bit epochs. A reader's outermost read_section
-// copies the global epoch into its own thread-local counter and ends by storing zero there (a
-// release store): no shared cache line is written and nothing blocks. synchronize() advances the
-// epoch, runs membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) so that every running thread of the
-// process has passed a full barrier, then waits until each registered reader is outside any
-// section or inside one that began after the advance. Where membarrier is unavailable, readers
-// fall back to a full fence after announcing themselves. Epochs are 64-bit and never wrap, so
-// one phase suffices.
+// What it offers. read_section is a nestable RAII section. Entering and leaving one never blocks,
+// never allocates (after a thread's first section), takes no lock and writes no shared cache line.
+// It is async-signal-safe: a signal handler may open a section at any point of the interrupted
+// code, including inside that thread's own section or while it is entering or leaving one, and
+// as the very first section of a thread (see "First use" below). A section may stay open across
+// thread exit (pthread_exit, which unwinds nothing under -fno-exceptions): the thread's record
+// is released when the thread is gone. synchronize() waits until every section that began before
+// it has ended; it holds no lock while it waits, so nothing a reader might wait for is held by a
+// waiting writer. Removed objects are retired onto an intrusive list (retired_node) and reclaimed
+// in batches after a grace period, never under the hierarchy's locks.
 //
-// Objects to free are retired onto an intrusive list (retired_node) and reclaimed in batches after
-// a grace period, never under the hierarchy's locks, so that a reader that takes a lock inside a
-// section cannot deadlock a writer.
+// The algorithm (liburcu's "memb" flavour, with the differences listed below). Each thread owns
+// one record whose whole state is one 64-bit word, ctr = (epoch << 16) | nesting. The global word
+// gp holds the current epoch with a nesting of one.
+//   read_lock:   v = ctr;  if nesting(v) != 0: ctr = v + 1                        (nested)
+//                          else: g = gp (acquire); ctr = g; barrier B_r           (outermost)
+//   read_unlock: v = ctr;  ctr = v - 1 (release)
+//   synchronize: target = gp += 1 epoch (seq_cst); barrier B_w;
+//                for each record r: wait while nesting(r.ctr) != 0 and epoch(r.ctr) < target
+//                (acquire loads)
+// B_r/B_w are membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) on the writer and a compiler barrier on
+// the reader where the kernel has it (registered at start-up), and a full fence on both sides
+// otherwise.
+// Proof sketch. A writer unlinks object X (a release store), then calls synchronize() and frees X
+// after it returns. Take any reader section S that loads the pointer to X.
+//  (a) S's outermost lock stored ctr before B_w took effect on S's thread: then the writer's scan,
+//      which follows B_w, sees S's ctr with nesting != 0, or a later value of it. The epoch S
+//      stored was loaded from gp; if it is below target the writer waits until S stores a word
+//      with nesting 0 (read_unlock's release store), and its acquire load of that word orders
+//      every load of S before the free. If it is at or above target, S loaded gp (acquire) from
+//      the writer's increment or later, which comes after the unlink in the writer's program
+//      order: S's loads happen after the unlink and cannot return X.
+//  (b) Otherwise S's ctr store, and so every load of S, comes after B_w on S's thread; B_w
+//      follows the unlink, so S sees the new pointer, not X.
+// With fences instead of membarrier, (a)/(b) is the usual store-buffering argument: the reader
+// stores ctr, fences, loads the pointer; the writer stores the pointer, fences (the seq_cst
+// increment and B_w), loads ctr; two seq_cst fences forbid both loads from missing both stores.
+// Nesting changes one word with one store; a signal that interrupts read_lock or read_unlock
+// between its load and its store runs whole sections that restore the word before returning, so
+// the interrupted store is still right. Epochs are compared modulo 2^48: a reader can be behind
+// the global epoch only by the number of grace periods that started while it was inside one
+// section, and each of those waits for it, so a wrap cannot confuse the comparison.
+//
+// Where we differ from liburcu's memb flavour, and why:
+// - Registration is implicit and lock-free: records live in blocks that are never freed (the
+//   first one static, later ones from mmap, which a signal handler may call); a thread claims one
+//   with a CAS on first use and gives it back at thread exit through a pthread key destructor.
+//   liburcu asks each thread to call rcu_register_thread, under a mutex that its grace period
+//   also takes (and drops while it sleeps). An embedded library cannot ask that of every thread
+//   of its host, and a mutex on first use would make a fresh thread's first section block and
+//   would be unsafe in a signal handler.
+// - One pass with 64-bit words instead of liburcu's two-phase flip with a one-bit phase: our
+//   epochs do not wrap in practice (see above), so a reader that is already in a newer section
+//   is never waited for and one scan suffices.
+// - No grace-period mutex: concurrent synchronize() calls are independent and each is correct on
+//   its own; nothing is held while waiting. liburcu batches waiters behind rcu_gp_lock and uses
+//   futexes to sleep; we spin briefly, then yield, then sleep, which suits rare writers.
+// - No trailing barrier after the scan: our loads of reader words are acquire loads paired with
+//   the readers' release stores, where liburcu uses plain loads and a final smp_mb_master().
+// - fork(): a pthread_atfork child handler frees the records of every thread that does not exist
+//   in the child (with whatever sections they had open) and re-registers membarrier, as
+//   liburcu's urcu_memb_after_fork_child re-initialises its registry.
+// First use. A thread's first section claims a record: a scan of the static block and, when every
+// record there is taken, an mmap. Both are async-signal-safe. The pthread key that releases the
+// record at thread exit is created at program start; the per-thread pthread_setspecific is a
+// store into the thread's descriptor in glibc for the first 32 keys (ours is created at start,
+// so it is one of them). Where no record can be had (mmap fails), the section counts in one shared
+// counter that synchronize() also waits for: slower, still correct.
+// Membarrier. The mode is decided once, before the first grace period: if registration fails,
+// readers fence. If MEMBARRIER_CMD_PRIVATE_EXPEDITED fails after registration succeeded, readers
+// that skipped their fence cannot be trusted, so the process aborts with a message instead of
+// freeing memory that a reader may still use.
 #pragma once
 
 #include <atomic>
 #include <cassert>
+#include <cerrno>
+#include <cstddef>
 #include <cstdint>
-#include <mutex>
-#include <thread>
+#include <cstring>
+#include <new>
 
 #include <linux/membarrier.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_THREAD__)
@@ -46,6 +112,13 @@ inline void full_fence(std::atomic<std::uint64_t>& scratch) noexcept {
 #endif
 }
 
+/// Writes a message and aborts: for a broken invariant that no error code can report.
+[[noreturn]] inline void fatal(char const* message) noexcept {
+    ssize_t const n = ::write(STDERR_FILENO, message, std::strlen(message));
+    (void)n;
+    std::abort();
+}
+
 /// A node that an object embeds so that it can be freed after a grace period without allocating.
 struct retired_node {
     retired_node* next = nullptr;
@@ -61,106 +134,233 @@ inline void reclaim_chain(retired_node* n) noexcept {
     }
 }
 
-struct rcu_reader {
-    std::atomic<std::uint64_t> epoch{0};  // 0 outside a section; written only by its own thread
-    unsigned nesting = 0;                  // thread-private
-    rcu_reader* prev = nullptr;            // guarded by rcu_domain::registry_
-    rcu_reader* next = nullptr;            // guarded by rcu_domain::registry_
+namespace rcu {
+
+inline constexpr unsigned nest_bits = 16;
+inline constexpr std::uint64_t nest_mask = (std::uint64_t{1} << nest_bits) - 1;
+inline constexpr std::uint64_t epoch_unit = std::uint64_t{1} << nest_bits;
+inline constexpr std::uint64_t epoch_mask = (std::uint64_t{1} << (64 - nest_bits)) - 1;
+
+/// One reader's record, alone on its cache line.
+struct alignas(64) reader {
+    std::atomic<std::uint64_t> ctr{0};     // (epoch << nest_bits) | nesting; stored by its thread only,
+                                           // and by the exit and fork hooks once that thread is gone
+    std::atomic<bool> claimed{false};      // a thread owns it; CAS to claim, store to release
 };
 
-class rcu_domain {
-public:
-    /// The process-wide domain. Never destroyed, so that threads exiting after main() returns
-    /// can still unregister.
-    static rcu_domain& instance() noexcept {
-        static rcu_domain* const d = new rcu_domain;
-        return *d;
-    }
+struct reader_block {
+    static constexpr std::size_t size = 63;
+    reader readers[size];
+    reader_block* next = nullptr;  // immutable once the block is published
+};
 
-    [[nodiscard]] std::uint64_t epoch() const noexcept { return epoch_.load(std::memory_order_relaxed); }
-    [[nodiscard]] bool readers_fence() const noexcept { return readers_fence_; }
+enum mode_value : int { mode_undecided = 0, mode_deciding = 1, mode_membarrier = 2, mode_fence = 3 };
 
-    void enroll(rcu_reader& r) noexcept {
-        std::lock_guard g(registry_);
-        r.next = head_;
-        if (head_ != nullptr) head_->prev = &r;
-        head_ = &r;
-    }
-    void leave(rcu_reader& r) noexcept {
-        std::lock_guard g(registry_);
-        if (r.prev != nullptr) r.prev->next = r.next; else head_ = r.next;
-        if (r.next != nullptr) r.next->prev = r.prev;
-        r.prev = r.next = nullptr;
-    }
+/// Process-wide state; constant-initialised, so that it exists before any code runs and is
+/// never destroyed (threads exiting after main() returns still release their records).
+struct domain {
+    std::atomic<std::uint64_t> gp{epoch_unit | 1};   // current epoch, nesting one
+    std::atomic<int> mode{mode_undecided};           // monotonic: undecided, deciding, then final
+    std::atomic<std::uint64_t> fence_scratch{0};     // for full_fence under TSan
+    std::atomic<reader_block*> more{nullptr};        // mmapped blocks, pushed with a CAS
+    std::atomic<std::uint64_t> anonymous{0};         // sections of threads that have no record
+    std::atomic<int> setup{0};                       // 0, 1 in progress, 2 done
+    pthread_key_t key{};                             // written once, before setup reads 2
+    reader_block first{};                            // the static block
+    std::atomic<void (*)() noexcept> before_exit{nullptr};  // run at thread exit before the record goes
+    std::atomic<void (*)() noexcept> fork_child{nullptr};   // run in a fork child after the reset
+};
 
-    /// Waits until every read section that began before the call has ended.
-    void synchronize() noexcept {
-        std::lock_guard gp(grace_);
-        std::uint64_t const target = epoch_.fetch_add(1, std::memory_order_seq_cst) + 1;
-        heavy_barrier();
-        std::lock_guard g(registry_);
-        for (rcu_reader* r = head_; r != nullptr; r = r->next) {
-            for (unsigned spins = 0;; ++spins) {
-                std::uint64_t const e = r->epoch.load(std::memory_order_acquire);
-                if (e == 0 || e >= target) break;
-                if (spins > 64) std::this_thread::yield();
-            }
+inline constinit domain global{};
+inline constinit thread_local reader* tls_reader = nullptr;
+inline constinit thread_local unsigned tls_anonymous_nesting = 0;
+
+/// Calls f on every record, in the static block and in every mmapped one.
+template <class F>
+void for_each_reader(F&& f) noexcept {
+    for (reader& r : global.first.readers) f(r);
+    for (reader_block* b = global.more.load(std::memory_order_acquire); b != nullptr; b = b->next) {
+        for (reader& r : b->readers) f(r);
+    }
+}
+
+inline void release_reader(reader& r) noexcept {
+    r.ctr.store(0, std::memory_order_release);  // whatever it had open ended with its thread
+    r.claimed.store(false, std::memory_order_release);
+}
+
+// Thread exit (the pthread key's destructor): after C++ thread_local destructors, which may still
+// open sections, have run.
+inline void on_thread_exit(void* p) noexcept {
+    if (auto hook = global.before_exit.load(std::memory_order_acquire)) hook();
+    if (tls_reader == p) tls_reader = nullptr;
+    release_reader(*static_cast<reader*>(p));
+}
+
+inline void fork_child() noexcept {
+    // Only the forking thread exists in the child: every other record belongs to a thread that
+    // will never end its sections.
+    for_each_reader([](reader& r) {
+        if (&r != tls_reader) release_reader(r);
+    });
+    global.anonymous.store(tls_anonymous_nesting != 0 ? 1 : 0, std::memory_order_relaxed);
+    if (global.mode.load(std::memory_order_relaxed) == mode_membarrier &&
+        ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) {
+        global.mode.store(mode_fence, std::memory_order_relaxed);  // one thread: no reader to race
+    }
+    if (auto hook = global.fork_child.load(std::memory_order_acquire)) hook();
+}
+
+/// Creates the pthread key and the fork handler, once. Runs at program start (below); a thread
+/// started by another static initializer may get here first, and then waits for the winner.
+inline void setup() noexcept {
+    int expected = 0;
+    if (global.setup.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+        if (::pthread_key_create(&global.key, on_thread_exit) != 0) fatal("containers: no pthread key for the RCU reader records\n");
+        if (::pthread_atfork(nullptr, nullptr, fork_child) != 0) fatal("containers: cannot install the RCU fork handler\n");
+        global.setup.store(2, std::memory_order_release);
+        return;
+    }
+    while (global.setup.load(std::memory_order_acquire) != 2) ::sched_yield();
+}
+
+struct setup_at_start {
+    setup_at_start() noexcept { setup(); }
+};
+inline setup_at_start const run_setup_at_start{};
+
+/// The membarrier mode, decided by the first writer (readers fence until then).
+[[nodiscard]] inline int decided_mode() noexcept {
+    int m = global.mode.load(std::memory_order_acquire);
+    if (m == mode_membarrier || m == mode_fence) return m;
+    int expected = mode_undecided;
+    if (global.mode.compare_exchange_strong(expected, mode_deciding, std::memory_order_acq_rel)) {
+        bool const ok = ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+        global.mode.store(ok ? mode_membarrier : mode_fence, std::memory_order_release);
+    }
+    while ((m = global.mode.load(std::memory_order_acquire)) == mode_deciding) ::sched_yield();
+    return m;
+}
+
+// A new block from mmap, with its first record claimed, pushed onto the list.
+inline reader* grow() noexcept {
+    void* raw = ::mmap(nullptr, sizeof(reader_block), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return nullptr;
+    auto* b = new (raw) reader_block;
+    b->readers[0].claimed.store(true, std::memory_order_relaxed);
+    reader_block* head = global.more.load(std::memory_order_relaxed);
+    do {
+        b->next = head;
+    } while (!global.more.compare_exchange_weak(head, b, std::memory_order_release, std::memory_order_relaxed));
+    return &b->readers[0];
+}
+
+/// The calling thread's first section: claims a record. Lock-free and async-signal-safe.
+[[gnu::noinline, gnu::cold]] inline reader* claim() noexcept {
+    reader* mine = nullptr;
+    for_each_reader([&](reader& r) {
+        if (mine == nullptr && !r.claimed.load(std::memory_order_relaxed) &&
+            !r.claimed.exchange(true, std::memory_order_acq_rel)) {
+            mine = &r;
         }
+    });
+    if (mine == nullptr) mine = grow();
+    if (mine == nullptr) return nullptr;
+    if (global.setup.load(std::memory_order_acquire) != 2) setup();
+    if (::pthread_setspecific(global.key, mine) != 0) {
+        release_reader(*mine);  // no exit hook: it could never be given back
+        return nullptr;
     }
+    tls_reader = mine;
+    return mine;
+}
 
-private:
-    rcu_domain() noexcept {
-        expedited_ = ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
-        readers_fence_ = !expedited_;
+[[nodiscard]] inline bool began_after(std::uint64_t ctr, std::uint64_t target) noexcept {
+    std::uint64_t const ahead = ((ctr >> nest_bits) - (target >> nest_bits)) & epoch_mask;
+    return ahead < (epoch_mask >> 1);
+}
+
+inline void backoff(unsigned& spins) noexcept {
+    if (++spins < 100) return;
+    if (spins < 200) {
+        ::sched_yield();
+        return;
     }
-    void heavy_barrier() noexcept {
-        if (!expedited_ || ::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
-            full_fence(epoch_);
-        }
-    }
+    timespec const pause{0, 200'000};  // a reader is in a long section: don't burn its CPU
+    ::nanosleep(&pause, nullptr);
+}
 
-    std::atomic<std::uint64_t> epoch_{1};
-    bool expedited_ = false;
-    bool readers_fence_ = true;  // immutable after construction
-    std::mutex grace_;           // serialises grace periods
-    std::mutex registry_;        // guards the reader list
-    rcu_reader* head_ = nullptr;
-};
+}  // namespace rcu
 
-/// The calling thread's reader record, enrolled on first use and removed at thread exit.
-struct rcu_thread_reader {
-    rcu_reader reader;
-    rcu_thread_reader() noexcept { rcu_domain::instance().enroll(reader); }
-    ~rcu_thread_reader() { rcu_domain::instance().leave(reader); }
-    rcu_thread_reader(rcu_thread_reader const&) = delete;
-    rcu_thread_reader& operator=(rcu_thread_reader const&) = delete;
-};
-
-inline rcu_reader& this_thread_reader() noexcept {
-    thread_local rcu_thread_reader r;
-    return r.reader;
+[[nodiscard]] inline bool in_read_section() noexcept {
+    rcu::reader const* r = rcu::tls_reader;
+    return rcu::tls_anonymous_nesting != 0 || (r != nullptr && (r->ctr.load(std::memory_order_relaxed) & rcu::nest_mask) != 0);
 }
 
 inline void rcu_read_lock() noexcept {
-    rcu_reader& r = this_thread_reader();
-    if (r.nesting++ == 0) {
-        rcu_domain& d = rcu_domain::instance();
-        if (d.readers_fence()) {
-            r.epoch.exchange(d.epoch(), std::memory_order_seq_cst);  // store, then a full barrier
-        } else {
-            r.epoch.store(d.epoch(), std::memory_order_relaxed);
-            std::atomic_signal_fence(std::memory_order_seq_cst);  // membarrier in synchronize() does the rest
+    rcu::reader* r = rcu::tls_reader;
+    if (r == nullptr || rcu::tls_anonymous_nesting != 0) [[unlikely]] {
+        if (rcu::tls_anonymous_nesting == 0) r = rcu::claim();
+        if (r == nullptr || rcu::tls_anonymous_nesting != 0) {
+            // Count first, then nest: a signal between the two opens a section of its own.
+            if (rcu::tls_anonymous_nesting == 0) rcu::global.anonymous.fetch_add(1, std::memory_order_seq_cst);
+            std::atomic_signal_fence(std::memory_order_seq_cst);
+            ++rcu::tls_anonymous_nesting;
+            return;
         }
+    }
+    std::uint64_t const v = r->ctr.load(std::memory_order_relaxed);
+    if ((v & rcu::nest_mask) != 0) {
+        assert((v & rcu::nest_mask) != rcu::nest_mask && "containers: read sections nested too deep");
+        r->ctr.store(v + 1, std::memory_order_relaxed);
+        return;
+    }
+    std::uint64_t const g = rcu::global.gp.load(std::memory_order_acquire);
+    r->ctr.store(g, std::memory_order_relaxed);
+    if (rcu::global.mode.load(std::memory_order_relaxed) == rcu::mode_membarrier) {
+        std::atomic_signal_fence(std::memory_order_seq_cst);  // membarrier in synchronize() does the rest
+    } else {
+        full_fence(r->ctr);
     }
 }
 
 inline void rcu_read_unlock() noexcept {
-    rcu_reader& r = this_thread_reader();
-    assert(r.nesting > 0 && "containers: read_section ended twice");
-    if (--r.nesting == 0) r.epoch.store(0, std::memory_order_release);
+    rcu::reader* r = rcu::tls_reader;
+    if (rcu::tls_anonymous_nesting != 0) {
+        bool const outermost = --rcu::tls_anonymous_nesting == 0;
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        if (outermost) rcu::global.anonymous.fetch_sub(1, std::memory_order_release);
+        return;
+    }
+    assert(r != nullptr && "containers: read_section ended on a thread that has none");
+    std::uint64_t const v = r->ctr.load(std::memory_order_relaxed);
+    assert((v & rcu::nest_mask) != 0 && "containers: read_section ended twice");
+    r->ctr.store(v - 1, std::memory_order_release);
 }
 
-[[nodiscard]] inline bool in_read_section() noexcept { return this_thread_reader().nesting > 0; }
+/// Waits until every read section that began before the call has ended. Must not be called
+/// inside a read section (it would wait for itself; asserted). Holds no lock.
+inline void synchronize() noexcept {
+    assert(!in_read_section() && "containers: synchronize() inside a read section waits for itself");
+    int const mode = rcu::decided_mode();
+    std::uint64_t const target = rcu::global.gp.fetch_add(rcu::epoch_unit, std::memory_order_seq_cst) + rcu::epoch_unit;
+    if (mode == rcu::mode_membarrier) {
+        if (::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+            fatal("containers: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed after registration; "
+                  "readers cannot be trusted, aborting\n");
+        }
+    } else {
+        full_fence(rcu::global.fence_scratch);
+    }
+    rcu::for_each_reader([target](rcu::reader& r) {
+        for (unsigned spins = 0;; rcu::backoff(spins)) {
+            std::uint64_t const v = r.ctr.load(std::memory_order_acquire);
+            if ((v & rcu::nest_mask) == 0 || rcu::began_after(v, target)) break;
+        }
+    });
+    for (unsigned spins = 0; rcu::global.anonymous.load(std::memory_order_acquire) != 0; rcu::backoff(spins)) {
+    }
+}
 
 }  // namespace containers::detail
 
@@ -168,7 +368,7 @@ namespace containers {
 
 /// RAII read-side section. Inside one, container and task pointers obtained from the read path
 /// stay valid even if a concurrent writer moves the task and removes the container. Sections
-/// nest, cost two thread-local stores, never block and write no shared memory.
+/// nest, never block, write no shared memory and are async-signal-safe (detail/rcu.hpp).
 class read_section {
 public:
     read_section() noexcept { detail::rcu_read_lock(); }

@@ -5,6 +5,20 @@
 // thread-exit hook that detaches it from every hierarchy it joined. Hierarchies are named by a
 // serial that is never reused, so a binding left behind by a destroyed hierarchy can never be
 // mistaken for a live one; the registry maps serials of live hierarchies to their owners.
+//
+// Everything the read path touches here is constant-initialised thread-local storage: no lazy
+// construction, no allocation, no lock (find_binding is async-signal-safe). Binding (under the
+// hierarchy's callback lock) may allocate for bindings beyond the cache; where it cannot, the
+// thread is simply not bound and its reads go through the task table.
+//
+// Thread exit: the RCU layer's pthread key destructor calls report_thread_exit(), after every C++
+// thread_local destructor has run (glibc runs those first), so that a destructor that reads its
+// container still finds its binding, and before the thread's reader record is released, so that
+// the hierarchies' exit hooks can still open read sections.
+//
+// fork(): the child's only thread is a new task that no hierarchy has been told about, so its
+// bindings (copied from the parent's thread) are dropped without reporting, and the registry's
+// lock is held across fork() so that the child inherits it unlocked.
 #pragma once
 
 #include <algorithm>
@@ -13,8 +27,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <new>
 #include <utility>
 #include <vector>
+
+#include <pthread.h>
 
 #include "rcu.hpp"
 
@@ -36,6 +53,14 @@ struct fast_binding {
 };
 inline constexpr std::size_t fast_bindings = 16;
 inline constinit thread_local fast_binding tls_fast_bindings[fast_bindings] = {};
+
+/// Bindings that did not fit the cache: an array that only the owning thread touches.
+struct overflow_bindings {
+    binding* items = nullptr;
+    std::size_t size = 0;
+    std::size_t capacity = 0;
+};
+inline constinit thread_local overflow_bindings tls_overflow = {};
 
 class binding_owner {
 public:
@@ -64,7 +89,9 @@ public:
         owners_.emplace_back(serial, owner);
         return serial;
     }
-    /// Unregisters, then waits until no exiting thread is still reporting to `owner`.
+    /// Unregisters, then waits until no exiting thread is still reporting to `owner`. The thread
+    /// that reports never waits for a grace period while pinned (a hierarchy's thread_exited
+    /// frees nothing), so this wait ends even when the caller is inside a read section.
     void leave(std::uint64_t serial, binding_owner* owner) noexcept {
         std::unique_lock g(mutex_);
         std::erase_if(owners_, [serial](auto const& p) { return p.first == serial; });
@@ -95,68 +122,92 @@ public:
     }
 
 private:
+    binding_registry() noexcept {
+        if (::pthread_atfork(before_fork, after_fork_parent, after_fork_child) != 0) {
+            fatal("containers: cannot install the thread-binding fork handler\n");
+        }
+    }
+    static void before_fork() noexcept { instance().mutex_.lock(); }
+    static void after_fork_parent() noexcept { instance().mutex_.unlock(); }
+    static void after_fork_child() noexcept {
+        binding_registry& r = instance();
+        // The threads that held pins do not exist here.
+        for (auto const& p : r.owners_) p.second->pins_ = 0;
+        r.mutex_.unlock();
+    }
+
     std::mutex mutex_;
     std::condition_variable unpinned_;
     std::uint64_t next_ = 1;
     std::vector<std::pair<std::uint64_t, binding_owner*>> owners_;  // guarded by mutex_
 };
 
-/// Bindings that did not fit the cache, and the destructor that reports them all at thread exit.
-struct thread_bindings {
-    std::vector<binding> overflow;
-    thread_bindings() = default;
-    thread_bindings(thread_bindings const&) = delete;
-    thread_bindings& operator=(thread_bindings const&) = delete;
-    ~thread_bindings() {
-        std::vector<binding> all;
-        all.swap(overflow);
-        for (fast_binding& b : tls_fast_bindings) {
-            if (b.serial != 0) all.push_back({std::exchange(b.serial, 0), std::exchange(b.task, nullptr)});
-        }
-        for (binding const& b : all) binding_registry::instance().thread_exited(b);
+/// Forgets every binding of the calling thread; reports them to their hierarchies if `report`.
+inline void drop_thread_bindings(bool report) noexcept {
+    for (fast_binding& b : tls_fast_bindings) {
+        if (b.serial == 0) continue;
+        binding const gone{std::exchange(b.serial, 0), std::exchange(b.task, nullptr)};
+        if (report) binding_registry::instance().thread_exited(gone);
     }
-};
-
-inline thread_bindings& this_thread_bindings() noexcept {
-    thread_local thread_bindings b;
-    return b;
+    // Reporting may run hooks that bind again (rarely): take the array first, then report.
+    overflow_bindings o = std::exchange(tls_overflow, overflow_bindings{});
+    for (std::size_t i = 0; report && i < o.size; ++i) binding_registry::instance().thread_exited(o.items[i]);
+    ::operator delete(o.items, std::nothrow);
 }
+
+inline void report_thread_exit() noexcept { drop_thread_bindings(true); }
+inline void forget_bindings_in_fork_child() noexcept { drop_thread_bindings(false); }
 
 /// The calling thread's cache slot for the hierarchy with this serial.
 [[nodiscard]] inline fast_binding& fast_slot(std::uint64_t serial) noexcept { return tls_fast_bindings[serial % fast_bindings]; }
 
+/// The calling thread's task of hierarchy `serial`, or nullptr. Async-signal-safe.
 [[nodiscard]] inline void* find_binding(std::uint64_t serial) noexcept {
     fast_binding const& fast = fast_slot(serial);
     if (fast.serial == serial) return fast.task;
-    for (binding const& b : this_thread_bindings().overflow) {
-        if (b.serial == serial) return b.task;
+    overflow_bindings const& o = tls_overflow;
+    for (std::size_t i = 0; i < o.size; ++i) {
+        if (o.items[i].serial == serial) return o.items[i].task;
     }
     return nullptr;
 }
 
-/// Binds the calling thread's task of hierarchy `serial`. Returns the cell that the hierarchy
-/// must keep up to date with the task's container, or nullptr where the binding did not fit the
-/// cache (reads then go through the task). Call under the hierarchy's callback lock.
-inline std::atomic<void*>* bind_this_thread(std::uint64_t serial, void* task, void* container) {
-    // Construct the reader record before the bindings, so that the bindings' destructor, which
-    // runs first at thread exit, can still use the read path.
-    (void)this_thread_reader();
-    thread_bindings& all = this_thread_bindings();
+/// Outcome of bind_this_thread.
+struct bind_result {
+    bool bound = false;                        // false: no memory; reads go through the task table
+    std::atomic<void*>* cell = nullptr;        // the cached container cell, if in the fast cache
+};
+
+/// Binds the calling thread's task of hierarchy `serial`. Call under the hierarchy's callback
+/// lock. The thread-exit hook is armed by claiming the thread's reader record first.
+[[nodiscard]] inline bind_result bind_this_thread(std::uint64_t serial, void* task, void* container) noexcept {
+    if (rcu::tls_reader == nullptr && rcu::claim() == nullptr) return {};  // no exit hook possible
+    rcu::global.before_exit.store(report_thread_exit, std::memory_order_release);
+    rcu::global.fork_child.store(forget_bindings_in_fork_child, std::memory_order_release);
     fast_binding& fast = fast_slot(serial);
     if (fast.serial == 0 || fast.serial == serial || !binding_registry::instance().live(fast.serial)) {
         fast.container.store(container, std::memory_order_relaxed);
         fast.task = task;
         fast.serial = serial;
-        return &fast.container;
+        return {true, &fast.container};
     }
-    for (binding& b : all.overflow) {
-        if (b.serial == serial) {
-            b.task = task;
-            return nullptr;
+    overflow_bindings& o = tls_overflow;
+    for (std::size_t i = 0; i < o.size; ++i) {
+        if (o.items[i].serial == serial) {
+            o.items[i].task = task;
+            return {true, nullptr};
         }
     }
-    all.overflow.push_back({serial, task});
-    return nullptr;
+    if (o.size == o.capacity) {
+        std::size_t const cap = o.capacity == 0 ? 4 : o.capacity * 2;
+        auto* items = static_cast<binding*>(::operator new(cap * sizeof(binding), std::nothrow));
+        if (items == nullptr) return {};
+        std::copy(o.items, o.items + o.size, items);
+        ::operator delete(std::exchange(o.items, items), std::nothrow);
+        o.capacity = cap;
+    }
+    o.items[o.size++] = {serial, task};
+    return {true, nullptr};
 }
 
 inline void unbind_this_thread(std::uint64_t serial) noexcept {
@@ -166,7 +217,13 @@ inline void unbind_this_thread(std::uint64_t serial) noexcept {
         fast.task = nullptr;
         return;
     }
-    std::erase_if(this_thread_bindings().overflow, [serial](binding const& b) { return b.serial == serial; });
+    overflow_bindings& o = tls_overflow;
+    for (std::size_t i = 0; i < o.size; ++i) {
+        if (o.items[i].serial == serial) {
+            o.items[i] = o.items[--o.size];
+            return;
+        }
+    }
 }
 
 }  // namespace containers::detail
