@@ -14,6 +14,7 @@
 
 #include <array>
 #include <csignal>
+#include <memory>
 
 using namespace containers;
 using test::C;
@@ -400,4 +401,49 @@ TEST_CASE("a fork child does not inherit the forking thread's bindings", "[rcu][
     REQUIRE_FALSE(h.exit(thread_task_traits::self()));
     CHECK_FALSE(r.hung);
     CHECK(r.ok());
+}
+
+TEST_CASE("a release agent that moves a thread during teardown never writes into another hierarchy's cache slot",
+          "[rcu][bindings][teardown][release]") {
+    // Serials are consecutive here, so `c_side` uses the same thread-local cache slot as `a`.
+    auto* a = new H;
+    std::vector<std::unique_ptr<H>> fillers;
+    for (std::size_t i = 1; i < detail::fast_bindings; ++i) fillers.push_back(std::make_unique<H>());
+    auto* c_side = new H;
+    C *g = nullptr, *x = nullptr, *r = nullptr, *tmp = nullptr, *mine = nullptr;
+    REQUIRE_FALSE(a->mkdir(a->top(), "g", &g));
+    REQUIRE_FALSE(a->mkdir(a->top(), "x", &x));
+    REQUIRE_FALSE(a->mkdir(a->top(), "r", &r));
+    REQUIRE_FALSE(a->set_notify_on_release(*r, true));
+    REQUIRE_FALSE(a->mkdir(*r, "tmp", &tmp));
+    REQUIRE_FALSE(c_side->mkdir(c_side->top(), "c", &mine));
+    std::atomic<pid_t> tid{0};
+    std::atomic<int> step{0};
+    std::atomic<bool> agent_moved{false};
+    a->set_release_agent([&](std::string const&) {
+        wait_until([&] { return step.load() >= 1; });  // teardown has begun
+        pause_ms(200);                                  // and the thread has bound itself to c_side
+        agent_moved = !a->attach(tid.load(), *x);       // an agent that reorganises its hierarchy
+    });
+    C* seen = nullptr;
+    std::thread t([&] {
+        if (a->attach_self(*g)) std::abort();
+        tid = thread_task_traits::self();
+        wait_until([&] { return step.load() >= 1; });
+        pause_ms(50);
+        if (c_side->attach_self(*mine)) std::abort();
+        wait_until([&] { return step.load() >= 2; });
+        read_section rs;
+        seen = &c_side->current();
+    });
+    wait_until([&] { return tid.load() != 0; });
+    REQUIRE_FALSE(a->rmdir(*tmp));  // /r is released: the agent is queued
+    step = 1;
+    delete a;
+    step = 2;
+    t.join();
+    CHECK(agent_moved.load());
+    CHECK(seen == mine);
+    fillers.clear();
+    delete c_side;
 }

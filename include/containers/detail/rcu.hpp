@@ -48,10 +48,11 @@
 // - Registration is implicit and lock-free: records live in blocks that are never freed (the
 //   first one static, later ones from mmap, which a signal handler may call); a thread claims one
 //   with a CAS on first use and gives it back at thread exit through a pthread key destructor.
-//   liburcu asks each thread to call rcu_register_thread, under a mutex that its grace period
-//   also takes (and drops while it sleeps). An embedded library cannot ask that of every thread
-//   of its host, and a mutex on first use would make a fresh thread's first section block and
-//   would be unsafe in a signal handler.
+//   liburcu's memb flavour asks each thread to call rcu_register_thread, under a mutex that its
+//   grace period also takes (and drops while it sleeps); its "bp" flavour registers implicitly
+//   from an mmapped arena, as we do, but under that mutex with signals blocked. An embedded
+//   library cannot ask its host to register every thread, and a mutex on first use would make a
+//   fresh thread's first section wait for a grace period and would be unsafe in a signal handler.
 // - One pass with 64-bit words instead of liburcu's two-phase flip with a one-bit phase: our
 //   epochs do not wrap in practice (see above), so a reader that is already in a newer section
 //   is never waited for and one scan suffices.
