@@ -437,7 +437,7 @@ inline std::error_code cpumask::parse_hex(std::string_view s, std::size_t nbits,
             for (std::size_t b = 0; b < 32; ++b) {
                 if ((v >> b & 1) == 0) continue;
                 if (base + b >= nbits) return detail::errno_code(EOVERFLOW);
-                if (std::error_code ec = m.try_set(base + b)) return ec;
+                if (std::error_code set_ec = m.try_set(base + b)) return set_ec;
             }
             return {};
         })) {
