@@ -5,6 +5,10 @@
 
 #include "bench_support.hpp"
 
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 namespace {
 using namespace bench;
 
@@ -109,6 +113,18 @@ void container_of_library(benchmark::State& state) {
 }
 BENCHMARK(container_of_library)->Name("container_of/library");
 
+// A grace period with no reader inside a section, next to its floor: the one membarrier
+// system call that it makes.
+void grace_period_library(benchmark::State& state) {
+    for (auto _ : state) containers::detail::synchronize();
+}
+BENCHMARK(grace_period_library)->Name("grace_period/library");
+void grace_period_floor(benchmark::State& state) {
+    if (::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) return state.SkipWithError("no membarrier");
+    for (auto _ : state) benchmark::DoNotOptimize(::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0));
+}
+BENCHMARK(grace_period_floor)->Name("grace_period/membarrier_floor");
+
 // ---- the report ------------------------------------------------------------------------------
 
 // The kernel's side runs last: cgroupfs leaves deferred work (RCU callbacks, css release)
@@ -150,6 +166,7 @@ int main(int argc, char** argv) {
          "(for reference)", 1e9, 0, 0, true},
         {"container_of(tid), another thread", "container_of/library", "current/thread_local_floor" + one, "(for reference)", 1e9, 0,
          0, true},
+        {"grace period, no reader inside", "grace_period/library", "grace_period/membarrier_floor", "(for reference)", 1e9, 0, 0},
     };
     for (unsigned t = 2; t <= cores; t *= 2) {
         std::string const n = "/real_time/threads:" + std::to_string(t);
