@@ -1,7 +1,14 @@
 # Builds and runs tests/consumer against this source tree, either from an installed prefix
-# (find_package) or as a subdirectory. Arguments: MODE, SOURCE_DIR, BUILD_DIR, WORK_DIR, CXX.
+# (find_package) or as a subdirectory. Arguments: MODE, SOURCE_DIR, BUILD_DIR, WORK_DIR, CXX, and
+# the outer build's GENERATOR and MAKE_PROGRAM (a fresh machine may have ninja and no make).
 file(REMOVE_RECURSE ${WORK_DIR})
 set(args -DMODE=${MODE} -DCMAKE_CXX_COMPILER=${CXX})
+if(GENERATOR)
+  list(APPEND args -G ${GENERATOR})
+endif()
+if(MAKE_PROGRAM)
+  list(APPEND args -DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM})
+endif()
 if(MODE STREQUAL "find_package")
   execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix RESULT_VARIABLE rc OUTPUT_QUIET)
   if(rc)
