@@ -16,6 +16,7 @@
 #include <new>
 #include <span>
 #include <string_view>
+#include <utility>
 
 #include <memory>
 #include <vector>
@@ -52,8 +53,28 @@ class basic_task : private detail::retired_node {  // the node is used once, aft
 public:
     using id_type = typename Traits::id_type;
     using container_type = basic_container<Traits, Slots>;
+    using identity_type = task_identity_t<Traits>;
 
     id_type const id;  // immutable
+
+    /// What names this very task (task_traits.hpp), recorded when the hierarchy first met the
+    /// task; empty for a thread that attached itself. Immutable.
+    [[nodiscard]] identity_type const& identity() const noexcept { return identity_; }
+
+    /// Whether this record still names a live task, the one it was made for: false once the task
+    /// has exited (a zombie included) or its id names another task now. A thread bound to its
+    /// record is alive (it leaves when it exits). Subsystems check it right before a system call
+    /// on the task, so that a reused id never makes them act on an unrelated one.
+    /// Locking: the manage lock held. Complexity: no system call for a bound thread; otherwise
+    /// the traits' check (thread_task_traits: one poll(2) on the pidfd, or a read of /proc).
+    [[nodiscard]] bool alive() const noexcept {
+        if (bound_) return true;
+        if constexpr (HasTaskIdentity<Traits>) {
+            return Traits::alive(id, identity_);
+        } else {
+            return Traits::alive(id);
+        }
+    }
 
     /// The task's container. Lock-free; the result stays valid inside a read section.
     [[nodiscard]] container_type& container() const noexcept { return *container_.load(std::memory_order_acquire); }
@@ -66,7 +87,7 @@ private:
     friend class basic_container<Traits, Slots>;
     friend struct detail::tree_access;
 
-    explicit basic_task(id_type i, container_type* c) noexcept : id(i), container_(c) {}
+    basic_task(id_type i, container_type* c, identity_type k = {}) noexcept : id(i), container_(c), identity_(std::move(k)) {}
     ~basic_task() = default;
 
     std::atomic<container_type*> container_;                       // read lock-free; stored under the callback lock
@@ -74,6 +95,7 @@ private:
     bool bound_ = false;                                           // bound to its thread's TLS; manage lock
     std::atomic<void*>* tls_container_ = nullptr;                  // its thread's cached container cell, if
                                                                    // bound in the fast cache; manage lock
+    [[no_unique_address]] identity_type identity_;                 // immutable; released with the record
 };
 
 /// A node of the hierarchy.

@@ -860,6 +860,7 @@ private:
             if (next.effective_cpus != s.effective_cpus && c.task_count() != 0) {
                 if (std::error_code ec = log.reserve(c.task_count())) return ec;
                 for (auto const& task : views::tasks(c)) {
+                    if (!task.alive()) continue;  // exited, or its id reused: never re-pin another task
                     if (std::error_code ec = apply_affinity(log, task.id, next.effective_cpus)) {
                         log.undo();
                         return ec;

@@ -1,30 +1,40 @@
 // What a task is. A hierarchy is parameterised by task traits: the type that identifies a task,
 // how to tell whether an id names a task the caller may place, whether it still runs, and which
-// task is running now. The default, thread_task_traits, makes tasks Linux threads named by tid;
-// a runtime of fibers or coroutines plugs in its own (logical_task_traits is a ready one).
+// task is running now, and (optionally) how to tell a task from a later one that reuses its id.
+// The default, thread_task_traits, makes tasks Linux threads named by tid and records a pidfd and
+// start time for each; a runtime of fibers or coroutines plugs in its own (logical_task_traits is
+// a ready one).
 #pragma once
 
 #include <cerrno>
 #include <concepts>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <system_error>
+#include <type_traits>
+#include <utility>
 
-#include <linux/capability.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
-#include <sched.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include "detail/errors.hpp"
+#include "detail/syscalls.hpp"
 
 namespace containers {
 
 /// Task traits:
 /// - `id_type`: a regular, totally ordered, hashable value naming a task;
-/// - `validate(id)`: ESRCH when no such task exists, EPERM when the caller may not place it;
+/// - `validate(id)`: ESRCH when no such task exists, EACCES (or EPERM) when the caller may not
+///   place it;
 /// - `alive(id)`: false once the task has gone, so that tasks which exit without telling the
 ///   hierarchy do not linger (checked when a container's tasks are listed or it is removed);
 /// - `self()`: the running task;
@@ -41,23 +51,191 @@ concept TaskTraits = requires {
     { T::self() } noexcept -> std::same_as<typename T::id_type>;
 };
 
+/// Task traits whose ids can be reused (a tid after its thread exited) say how one task is told
+/// apart from a later one with the same id, by opting in with `identity_type`:
+/// - `identity_type`: default-constructible ("nothing recorded") and nothrow-movable; the
+///   hierarchy keeps one in each task record, from attach (or fork) until the record is freed;
+/// - `identify(id, identity&)`: records what names task `id` now; ESRCH when there is none;
+/// - `alive(id, identity const&)`: false once that task has exited (a zombie included) or `id`
+///   names another task; with nothing recorded, as `alive(id)`.
+/// The hierarchy checks it wherever it would otherwise trust the id: listing, removal, attach
+/// of a known id, fork, and (through hierarchy::task_identity_ok) before a subsystem's system
+/// call on the task.
+template <class T>
+concept HasTaskIdentity = requires { typename T::identity_type; };
+
+template <class T>
+concept TaskIdentity = HasTaskIdentity<T> && std::default_initializable<typename T::identity_type> &&
+    std::is_nothrow_move_constructible_v<typename T::identity_type> &&
+    requires(typename T::id_type id, typename T::identity_type& k, typename T::identity_type const& ck) {
+        { T::identify(id, k) } noexcept -> std::same_as<std::error_code>;
+        { T::alive(id, ck) } noexcept -> std::same_as<bool>;
+    };
+
+namespace detail {
+struct no_identity {};
+template <class T>
+struct identity_of {
+    using type = no_identity;
+};
+template <HasTaskIdentity T>
+struct identity_of<T> {
+    static_assert(TaskIdentity<T>,
+                  "Traits with identity_type need std::error_code identify(id_type, identity_type&) noexcept and "
+                  "bool alive(id_type, identity_type const&) noexcept, and a default-constructible, nothrow-movable "
+                  "identity_type");
+    using type = typename T::identity_type;
+};
+}  // namespace detail
+
+/// What the hierarchy records for a task so that a later task with the same id is not taken for
+/// it: the task's identity if its traits have one, else nothing.
+template <class T>
+using task_identity_t = typename detail::identity_of<T>::type;
+
+/// What names one Linux thread for as long as it lives, whatever later reuses its tid. For a
+/// thread of another process, a pidfd held open (a thread pidfd, PIDFD_THREAD, since Linux 6.9;
+/// before that a process pidfd for a thread-group leader). For every thread, the inode number of
+/// its pidfd where pidfds live in pidfs (Linux 6.9: unique per task, never reused), which needs
+/// no fd kept open; and its start time (field 22 of its /proc stat, clock ticks after boot),
+/// the last resort, which cannot tell apart two threads started within the same tick.
+/// Move-only; owns the pidfd.
+class thread_identity {
+public:
+    thread_identity() noexcept = default;
+    thread_identity(thread_identity&& o) noexcept
+        : pidfd_(std::exchange(o.pidfd_, -1)), thread_fd_(o.thread_fd_), ino_(std::exchange(o.ino_, 0)), start_(std::exchange(o.start_, 0)) {}
+    thread_identity& operator=(thread_identity&& o) noexcept {
+        if (this != &o) {
+            reset();
+            pidfd_ = std::exchange(o.pidfd_, -1);
+            thread_fd_ = o.thread_fd_;
+            ino_ = std::exchange(o.ino_, 0);
+            start_ = std::exchange(o.start_, 0);
+        }
+        return *this;
+    }
+    ~thread_identity() { reset(); }
+
+    /// True when nothing is recorded (a thread that attached itself needs nothing: it leaves the
+    /// hierarchy when it exits).
+    [[nodiscard]] bool empty() const noexcept { return pidfd_ < 0 && start_ == 0; }
+    [[nodiscard]] int pidfd() const noexcept { return pidfd_; }
+    [[nodiscard]] unsigned long long start_time() const noexcept { return start_; }
+
+private:
+    friend struct thread_task_traits;
+    void reset() noexcept {
+        if (pidfd_ >= 0) ::close(pidfd_);
+        pidfd_ = -1;
+    }
+    int pidfd_ = -1;                // -1: none (no pidfd support, no fd left, or a non-leader before 6.9)
+    bool thread_fd_ = false;        // the pidfd is a thread pidfd (it polls readable when this thread exits)
+    unsigned long long ino_ = 0;    // its thread pidfd's pidfs inode; 0: not recorded
+    unsigned long long start_ = 0;  // 0: not recorded
+};
+
 /// Tasks are Linux threads of any process, identified by tid.
 struct thread_task_traits {
     using id_type = pid_t;
+    using identity_type = thread_identity;
     static constexpr bool thread_bound = true;
 
-    /// ESRCH for a tid that names no thread (or is not positive), EPERM where the caller may not
-    /// set the thread's affinity: the kernel's rule for sched_setaffinity is a matching user id
-    /// (the caller's effective id against the target's real or effective id) or CAP_SYS_NICE.
+    /// ESRCH for a tid that names no thread (or is not positive). EACCES where the kernel's
+    /// cgroup v1 refuses the writer (__cgroup1_procs_write): a thread of another process whose
+    /// real and saved user ids both differ from the caller's effective id, unless that is root.
+    /// A zombie is valid: the kernel accepts its id (and then moves nothing). ENOMEM where /proc
+    /// cannot be read for want of memory or file descriptors.
     static std::error_code validate(id_type tid) noexcept {
-        if (tid <= 0 || !alive(tid)) return detail::errno_code(ESRCH);
-        if (may_set_affinity(tid)) return {};
-        return detail::errno_code(alive(tid) ? EPERM : ESRCH);
+        char state = 0;
+        unsigned long long start = 0;
+        if (tid <= 0) return detail::errno_code(ESRCH);
+        if (int e = read_stat(tid, state, start)) return detail::errno_code(e);
+        if (int e = may_attach(tid)) return detail::errno_code(e);
+        return {};
     }
+    /// False once the thread has exited: gone, or a zombie (state Z or X), which the kernel no
+    /// longer lists. Where /proc cannot be read (no fd left), true: a task is never dropped on a
+    /// guess.
     static bool alive(id_type tid) noexcept {
-        unsigned long mask[64];  // room for 4096 CPUs, the largest kernels' NR_CPUS
-        return ::sched_getaffinity(tid, sizeof mask, reinterpret_cast<cpu_set_t*>(mask)) == 0 || errno != ESRCH;
+        char state = 0;
+        unsigned long long start = 0;
+        if (tid <= 0) return false;
+        int const e = read_stat(tid, state, start);
+        return e == 0 ? state != 'Z' && state != 'X' : e != ESRCH;
     }
+
+    /// Effects: records what names thread `tid` now (see thread_identity): its start time, and
+    ///   for a thread of another process a pidfd too (threads of this process keep no fd open:
+    ///   a runtime may place thousands). Where no pidfd can be had (no fd left, an old kernel and
+    ///   a thread that does not lead its group) the start time alone tells threads apart.
+    /// Errors: ESRCH (no such thread, or not positive), ENOMEM (/proc unreadable for want of
+    ///   memory or file descriptors).
+    static std::error_code identify(id_type tid, identity_type& out) noexcept {
+        if (tid <= 0) return detail::errno_code(ESRCH);
+        identity_type k;
+        char state = 0;
+        char path[64];
+        std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(tid));
+        int e = read_stat_at(path, state, k.start_);
+        bool const ours = e == 0;
+        if (e != 0 && e != ESRCH) return detail::errno_code(e);
+        int fd = -1;
+        int pe = detail::sys::pidfd_open(tid, pidfd_thread, fd);
+        bool const thread_fd = pe == 0;
+        if (pe == EINVAL && !ours) pe = detail::sys::pidfd_open(tid, 0, fd);  // before 6.9: leaders only
+        if (pe == ESRCH) return detail::errno_code(ESRCH);
+        if (pe == 0) {
+            if (thread_fd) k.ino_ = pidfs_inode(fd);
+            if (ours) {
+                ::close(fd);  // the inode is enough, and a runtime may place thousands of its threads
+            } else {
+                k.pidfd_ = fd;
+                k.thread_fd_ = thread_fd;
+            }
+        }
+        if (!ours) e = read_stat(tid, state, k.start_);
+        if (e != 0) return detail::errno_code(e);
+        if (k.start_ == 0) k.start_ = 1;  // recorded, even for a thread started at boot
+        out = std::move(k);
+        return {};
+    }
+    /// False once the thread that `k` names has exited (a zombie included), or `tid` names
+    /// another thread now; as alive(tid) when `k` is empty. One poll(2) for a thread pidfd;
+    /// otherwise a read of its /proc stat (true where that cannot be read for want of fds).
+    static bool alive(id_type tid, identity_type const& k) noexcept {
+        if (k.empty()) return alive(tid);
+        if (k.pidfd_ >= 0) {
+            pollfd p{k.pidfd_, POLLIN, 0};
+            int r;
+            do r = ::poll(&p, 1, 0);
+            while (r < 0 && errno == EINTR);
+            if (r > 0) return false;        // the task has exited (or has been reaped)
+            if (k.thread_fd_) return true;  // a live thread pidfd names this very thread
+        }
+        if (k.ino_ != 0) {  // a thread pidfd opened now must be the same task's
+            int fd = -1;
+            int const e = detail::sys::pidfd_open(tid, pidfd_thread, fd);
+            if (e == ESRCH) return false;
+            if (e == 0) {
+                bool const same = pidfs_inode(fd) == k.ino_;
+                pollfd p{fd, POLLIN, 0};
+                int r = 0;
+                if (same) {
+                    do r = ::poll(&p, 1, 0);
+                    while (r < 0 && errno == EINTR);
+                }
+                ::close(fd);
+                return same && r == 0;
+            }
+        }
+        char state = 0;
+        unsigned long long start = 0;
+        int const e = read_stat(tid, state, start);
+        if (e != 0) return e != ESRCH;
+        return (start == k.start_ || (start == 0 && k.start_ == 1)) && state != 'Z' && state != 'X';
+    }
+
     /// The calling thread's tid, cached per thread (a fork child's copy is reset).
     static id_type self() noexcept {
         if (cached_tid == 0) {
@@ -70,25 +248,70 @@ struct thread_task_traits {
 
 private:
     static inline constinit thread_local id_type cached_tid = 0;
+    static constexpr unsigned pidfd_thread = O_EXCL;  // PIDFD_THREAD (Linux 6.9), absent from older headers
 
-    static bool may_set_affinity(id_type tid) noexcept {
+    // The inode of a pidfd where pidfds live in pidfs (unique per task); 0 elsewhere (before
+    // Linux 6.9 every pidfd shares one anonymous inode).
+    static unsigned long long pidfs_inode(int pidfd) noexcept {
+        constexpr long pidfs_magic = 0x50494446;  // PID_FS_MAGIC
+        struct statfs fsb;
+        struct stat st;
+        if (::fstatfs(pidfd, &fsb) != 0 || static_cast<long>(fsb.f_type) != pidfs_magic) return 0;
+        if (::fstat(pidfd, &st) != 0) return 0;
+        return static_cast<unsigned long long>(st.st_ino);
+    }
+
+    // State (field 3) and start time (field 22) of thread `tid`, from /proc/TID/task/TID/stat
+    // (which names the thread itself, whichever process it is in). 0, ESRCH where it is gone, or
+    // ENOMEM where the file cannot be read for another reason (no fd left).
+    static int read_stat(id_type tid, char& state, unsigned long long& start) noexcept {
+        char path[64];
+        std::snprintf(path, sizeof path, "/proc/%d/task/%d/stat", static_cast<int>(tid), static_cast<int>(tid));
+        return read_stat_at(path, state, start);
+    }
+    static int read_stat_at(char const* path, char& state, unsigned long long& start) noexcept {
+        int fd;
+        do fd = ::open(path, O_RDONLY | O_CLOEXEC);
+        while (fd < 0 && errno == EINTR);
+        if (fd < 0) return errno == ENOENT || errno == ESRCH ? ESRCH : ENOMEM;
+        char buf[1024];
+        ssize_t n;
+        do n = ::read(fd, buf, sizeof buf - 1);
+        while (n < 0 && errno == EINTR);
+        ::close(fd);
+        if (n <= 0) return ESRCH;  // the task went between open and read
+        buf[n] = 0;
+        char const* p = std::strrchr(buf, ')');  // the name may hold ')' and spaces
+        if (p == nullptr || p[1] != ' ') return ESRCH;
+        state = p[2];
+        p += 3;                                     // the space before field 4
+        for (int field = 4; field < 22; ++field) {  // to the space before field 22
+            p = std::strchr(p + 1, ' ');
+            if (p == nullptr) return ESRCH;
+        }
+        start = std::strtoull(p + 1, nullptr, 10);
+        return 0;
+    }
+
+    // 0, EACCES (see validate), ESRCH (gone) or ENOMEM.
+    static int may_attach(id_type tid) noexcept {
         char path[64];
         std::snprintf(path, sizeof path, "/proc/self/task/%d", static_cast<int>(tid));
-        if (::access(path, F_OK) == 0) return true;  // a thread of this process
-        __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-        __user_cap_data_struct caps[2]{};
-        if (::syscall(SYS_capget, &hdr, caps) == 0 && (caps[0].effective & (1u << CAP_SYS_NICE)) != 0) return true;
-        std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(tid));
+        if (::access(path, F_OK) == 0) return 0;  // a thread of this process
+        uid_t const me = ::geteuid();
+        if (me == 0) return 0;
+        std::snprintf(path, sizeof path, "/proc/%d/task/%d/status", static_cast<int>(tid), static_cast<int>(tid));
         std::FILE* f = std::fopen(path, "re");
-        if (f == nullptr) return false;
+        if (f == nullptr) return errno == ENOENT || errno == ESRCH ? ESRCH : ENOMEM;
         char line[256];
-        long real = -1, effective = -1;
-        while (std::fgets(line, sizeof line, f) != nullptr) {
-            if (std::sscanf(line, "Uid: %ld %ld", &real, &effective) == 2) break;
+        long real = -1, effective = -1, saved = -1;
+        bool found = false;
+        while (!found && std::fgets(line, sizeof line, f) != nullptr) {
+            found = std::sscanf(line, "Uid: %ld %ld %ld", &real, &effective, &saved) == 3;
         }
         std::fclose(f);
-        long const me = static_cast<long>(::geteuid());
-        return me == real || me == effective;
+        if (!found) return ESRCH;
+        return static_cast<long>(me) == real || static_cast<long>(me) == saved ? 0 : EACCES;
     }
 };
 
