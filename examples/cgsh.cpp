@@ -13,7 +13,8 @@
 // Each line runs as soon as it is read, so another program can drive cgsh through pipes. A failed
 // command prints "cgsh: LINE: ENAME (message)" on standard error; the exit status is 1 if any
 // failed. With --porcelain, each command prints exactly one line on standard output: "ok",
-// "ok OUTPUT" (newlines, tabs and backslashes escaped), or "err ENAME".
+// "ok OUTPUT" (the backslash and every byte that is not printable ASCII escaped: \n \t \r, else
+// \xHH), or "err ENAME".
 #include <containers/containers.hpp>
 
 #include <cctype>
@@ -227,13 +228,26 @@ private:
     std::map<std::string, pid_t> names_;
 };
 
+// One answer is one line for any reader: the backslash and every byte that is not printable
+// ASCII are escaped, \n \t \r by name and the rest as \xHH, as the parser reads them back. That
+// covers the control bytes, DEL, and the bytes of multi-byte characters, some of which readers
+// take as line breaks (U+0085, U+2028 and U+2029 for Python's splitlines, for instance).
 std::string escape(std::string const& s) {
+    static constexpr char hex[] = "0123456789abcdef";
     std::string out;
     for (char c : s) {
+        auto const b = static_cast<unsigned char>(c);
         if (c == '\n') out += "\\n";
         else if (c == '\t') out += "\\t";
+        else if (c == '\r') out += "\\r";
         else if (c == '\\') out += "\\\\";
-        else out += c;
+        else if (b < 0x20 || b >= 0x7f) {
+            out += "\\x";
+            out += hex[b >> 4];
+            out += hex[b & 0xf];
+        } else {
+            out += c;
+        }
     }
     return out;
 }

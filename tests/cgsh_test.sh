@@ -61,6 +61,14 @@ for i in "${!expected[@]}"; do
 done
 grep -q '^cgsh: 4: EEXIST (File exists)$' <<<"$err" || fail "stderr: $err"
 
+# --porcelain: one command, one line, whatever bytes the output holds (carriage return, other
+# control bytes, DEL, and multi-byte characters that some readers take as line breaks).
+out=$(printf '%s\n' 'mkdir /c' 'mkdir "/c/r\rx\x01y\x7fz\xc2\x85w\xe2\x80\xa8v"' 'cat "/c/r\rx\x01y\x7fz\xc2\x85w\xe2\x80\xa8v/notify_on_release"' 'ls /c' | "$cgsh" --porcelain)
+[ "$(printf '%s' "$out" | LC_ALL=C tr -d -c '\n\r\013\014\034\035\036' | wc -c)" -eq 3 ] || fail "porcelain output has line breaks inside answers: $(printf '%s' "$out" | od -c | head)"
+mapfile -t lines <<<"$out"
+[ ${#lines[@]} -eq 4 ] || fail "porcelain: ${#lines[@]} lines for 4 commands"
+[ "${lines[3]}" = "ok r\\rx\\x01y\\x7fz\\xc2\\x85w\\xe2\\x80\\xa8v\\n$files" ] || fail "porcelain escapes: ${lines[3]}"
+
 # -c and plain output
 [ "$("$cgsh" -c 'mkdir /x
 cat /x/cgroup.clone_children')" = "0" ] || fail "-c"
