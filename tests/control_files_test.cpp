@@ -147,6 +147,24 @@ TEST_CASE("path errors are the kernel's", "[files][errors]") {
     CHECK(errc_of(fs::read(h, "relative", out)) == std::errc::invalid_argument);
 }
 
+TEST_CASE("rmdir of a path whose last component is . or .. removes nothing, as the kernel's VFS answers", "[files][errors]") {
+    H h;
+    REQUIRE_FALSE(fs::mkdir(h, "/q"));
+    REQUIRE_FALSE(fs::mkdir(h, "/q/b"));
+    CHECK(errc_of(fs::rmdir(h, "/q/b/.")) == std::errc::invalid_argument);
+    CHECK(errc_of(fs::rmdir(h, "/q/b/./")) == std::errc::invalid_argument);
+    CHECK(errc_of(fs::rmdir(h, "/q/b/..")) == std::errc::directory_not_empty);
+    CHECK(errc_of(fs::rmdir(h, "/q/..")) == std::errc::directory_not_empty);
+    CHECK(errc_of(fs::rmdir(h, "/.")) == std::errc::invalid_argument);
+    CHECK(errc_of(fs::rmdir(h, "/q/tasks/.")) == std::errc::not_a_directory);
+    CHECK(errc_of(fs::rmdir(h, "/missing/..")) == std::errc::no_such_file_or_directory);
+    C* b = nullptr;
+    CHECK_FALSE(h.lookup("/q/b", b));
+    CHECK(h.size() == 3);
+    CHECK_FALSE(fs::rmdir(h, "/q/b/../b"));  // "." and ".." inside the path still walk
+    CHECK(h.size() == 2);
+}
+
 TEST_CASE("a script of operations gives the same results on the kernel and on the library", "[files][kernel]") {
     auto scratch = test::kernel_scratch::make();
     if (!scratch) CONTAINERS_SKIP("the cgroup v1 cpuset hierarchy is not mounted writable at /sys/fs/cgroup/cpuset");
@@ -173,6 +191,14 @@ TEST_CASE("a script of operations gives the same results on the kernel and on th
         {"mkdir", "/a/b\nc", ""},
         {"mkdir", "/a/.", ""},
         {"mkdir", "/a/cgroup.procs", ""},
+        {"rmdir", "/a/b/.", ""},
+        {"rmdir", "/a/b/./", ""},
+        {"rmdir", "/a/b/..", ""},
+        {"rmdir", "/a/..", ""},
+        {"rmdir", "/a/tasks/.", ""},
+        {"rmdir", "/a/tasks/..", ""},
+        {"rmdir", "/nope/.", ""},
+        {"read", "/a/b/notify_on_release", ""},
         {"read", "/a", ""},
         {"read", "/a/missing", ""},
         {"read", "/a/tasks/x", ""},

@@ -5,8 +5,11 @@
 #include <catch2/catch.hpp>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace containers;
@@ -83,4 +86,71 @@ TEST_CASE("removal and attach errors match the kernel's", "[tree][tasks][kernel]
     int const kernel = errno;
     ::close(fd);
     CHECK(h.attach(missing, *sub).value() == kernel);
+}
+
+namespace {
+char task_state(pid_t pid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+    std::FILE* f = std::fopen(path, "re");
+    if (f == nullptr) return 0;
+    char buf[512];
+    std::size_t const n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    char const* close = std::strrchr(buf, ')');
+    return close != nullptr && close[1] == ' ' ? close[2] : 0;
+}
+}  // namespace
+
+TEST_CASE("zombies are accepted, not listed, and do not keep a container busy, as on the kernel", "[tasks][zombie][kernel]") {
+    auto scratch = test::kernel_scratch::make();
+    if (!scratch) CONTAINERS_SKIP("the cgroup v1 cpuset hierarchy is not mounted writable at /sys/fs/cgroup/cpuset");
+    std::string const k = scratch->path();
+    H h;
+    // The same operation on both sides must give the same errno and the same content.
+    auto both = [&](char const* op, std::string const& path, std::string const& value = {}) {
+        CAPTURE(op, path, value);
+        test::outcome const kernel = test::kernel_op(k, op, path, value);
+        test::outcome const library = test::library_op(h, op, path, value);
+        CHECK(library.error == kernel.error);
+        CHECK(library.content == kernel.content);
+        return kernel;
+    };
+    both("mkdir", "/z");
+    REQUIRE(test::kernel_op(k, "write", "/z/cpuset.cpus", test::kernel_op(k, "read", "/cpuset.cpus", "").content).error == 0);
+    REQUIRE(test::kernel_op(k, "write", "/z/cpuset.mems", test::kernel_op(k, "read", "/cpuset.mems", "").content).error == 0);
+
+    SECTION("a zombie written to tasks and cgroup.procs") {
+        pid_t const z = ::fork();
+        if (z == 0) ::_exit(0);
+        while (task_state(z) != 'Z') ::usleep(1000);
+        both("write", "/z/tasks", std::to_string(z));
+        both("write", "/z/cgroup.procs", std::to_string(z));
+        both("read", "/z/tasks");
+        both("read", "/z/cgroup.procs");
+        both("rmdir", "/z");
+        test::kill_and_reap(z);
+    }
+    SECTION("a member that becomes a zombie") {
+        int go[2];
+        REQUIRE(::pipe(go) == 0);
+        pid_t const child = ::fork();
+        if (child == 0) {
+            char c;
+            ::close(go[1]);
+            (void)!::read(go[0], &c, 1);
+            ::_exit(0);
+        }
+        ::close(go[0]);
+        both("write", "/z/tasks", std::to_string(child));
+        CHECK(both("read", "/z/tasks").content == std::to_string(child) + "\n");
+        (void)!::write(go[1], "x", 1);
+        ::close(go[1]);
+        while (task_state(child) != 'Z') ::usleep(1000);
+        both("read", "/z/tasks");
+        both("read", "/z/cgroup.procs");
+        both("rmdir", "/z");
+        test::kill_and_reap(child);
+    }
 }

@@ -247,23 +247,33 @@ TEST_CASE("a thread of this process attached by id is reaped after it exits", "[
     CHECK(h.find_task(tid) == nullptr);
 }
 
-TEST_CASE("attaching another user's thread without CAP_SYS_NICE is EPERM", "[tasks][errors][process]") {
+TEST_CASE("attaching another user's task is EACCES unless the writer is root or matches its real or saved uid", "[tasks][errors][process]") {
     if (::geteuid() != 0) CONTAINERS_SKIP("needs root to drop to another user");
+    // The kernel's rule (cgroup v1, __cgroup1_procs_write): the writer's euid is root, or the
+    // target's real or saved uid. Not sched_setaffinity's, which compares effective ids.
     pid_t const victim = test::spawn_sleeper();  // owned by root
     REQUIRE(victim > 0);
+    pid_t const saved_nobody = ::fork();  // real and effective root, saved uid nobody
+    if (saved_nobody == 0) {
+        if (::setresuid(0, 0, 65534) != 0) ::_exit(2);
+        for (;;) ::pause();
+    }
+    REQUIRE(saved_nobody > 0);
     pid_t const checker = ::fork();
     if (checker == 0) {
-        // As nobody, with no capabilities left: the kernel would refuse sched_setaffinity.
         if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
         H h;
         C* a = nullptr;
         if (h.mkdir(h.top(), "a", &a)) ::_exit(3);
-        std::error_code const ec = h.attach(victim, *a);
-        ::_exit(ec == std::errc::operation_not_permitted && h.task_count() == 0 ? 0 : 1);
+        std::error_code const refused = h.attach(victim, *a);
+        if (refused != std::errc::permission_denied || h.task_count() != 0) ::_exit(4);
+        std::error_code const allowed = h.attach(saved_nobody, *a);
+        ::_exit(!allowed && h.task_count() == 1 ? 0 : 5);
     }
     int status = 0;
     ::waitpid(checker, &status, 0);
     test::kill_and_reap(victim);
+    test::kill_and_reap(saved_nobody);
     REQUIRE(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
 }
