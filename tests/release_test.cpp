@@ -125,14 +125,21 @@ TEST_CASE("the release agent program runs with the released container's path", "
     test::parked_thread th;
     REQUIRE_FALSE(h.attach(th.tid(), *a));
     REQUIRE_FALSE(h.exit(th.tid()));
-    h.flush_release_agent();  // returns once the program has exited
+    CHECK_FALSE(h.flush_release_agent());  // returns once the program has started, not exited
     std::string content;
-    if (std::FILE* f = std::fopen(log.c_str(), "r")) {
-        char buf[256];
-        while (std::fgets(buf, sizeof buf, f) != nullptr) content += buf;
-        std::fclose(f);
+    auto const deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (content.empty() || content.back() != '\n') {
+        if (std::chrono::steady_clock::now() > deadline) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        content.clear();
+        if (std::FILE* f = std::fopen(log.c_str(), "r")) {
+            char buf[256];
+            while (std::fgets(buf, sizeof buf, f) != nullptr) content += buf;
+            std::fclose(f);
+        }
     }
     CHECK(content == "/gone soon\n");
+    CHECK(h.failed_releases() == 0);
     ::unlink(log.c_str());
     ::unlink(script.c_str());
     ::rmdir(dir.c_str());
