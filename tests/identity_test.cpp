@@ -224,8 +224,21 @@ TEST_CASE("a zombie is accepted on write, is not listed, and does not keep its c
 
 TEST_CASE("writing cgroup.procs of a process that creates and ends threads always succeeds", "[files][procs]") {
     H h;
+    cpuset_handle cs;
+    bool const with_cpuset = GENERATE(false, true);  // cpuset acts on each thread while it moves
+    CAPTURE(with_cpuset);
+    if (with_cpuset) REQUIRE_FALSE(h.register_subsystem(cs));
     REQUIRE_FALSE(fs::mkdir(h, "/a"));
     REQUIRE_FALSE(fs::mkdir(h, "/b"));
+    if (with_cpuset) {
+        std::string cpus, mems;
+        REQUIRE_FALSE(fs::read(h, "/cpuset.cpus", cpus));
+        REQUIRE_FALSE(fs::read(h, "/cpuset.mems", mems));
+        for (char const* d : {"/a", "/b"}) {
+            REQUIRE_FALSE(fs::write(h, std::string(d) + "/cpuset.cpus", cpus));
+            REQUIRE_FALSE(fs::write(h, std::string(d) + "/cpuset.mems", mems));
+        }
+    }
     int ready[2];
     REQUIRE(::pipe(ready) == 0);
     pid_t const churn = ::fork();
