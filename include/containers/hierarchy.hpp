@@ -443,8 +443,11 @@ public:
         std::size_t n = 0;
         for (task const& t : c.tasks_) ids[n++] = t.id;
         std::sort(ids.get(), ids.get() + n);
-        out.assign(ids.get(), ids.get() + n);
-        return {};
+        // assign allocates before it changes `out`: ENOMEM leaves it as it was.
+        return detail::guarded_call([&] {
+            out.assign(ids.get(), ids.get() + n);
+            return std::error_code{};
+        });
     }
 
     /// The number of tasks the hierarchy knows. Lock-free, approximate under concurrent change.
