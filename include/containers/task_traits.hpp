@@ -6,6 +6,7 @@
 // a ready one).
 #pragma once
 
+#include <atomic>
 #include <cerrno>
 #include <concepts>
 #include <cstdint>
@@ -201,8 +202,10 @@ struct thread_task_traits {
         return {};
     }
     /// False once the thread that `k` names has exited (a zombie included), or `tid` names
-    /// another thread now; as alive(tid) when `k` is empty. One poll(2) for a thread pidfd;
-    /// otherwise a read of its /proc stat (true where that cannot be read for want of fds).
+    /// another thread now; as alive(tid) when `k` is empty. One poll(2) for a thread of another
+    /// process (its pidfd is held); four calls for one of this process (a thread pidfd opened,
+    /// its inode compared, polled, closed); else a read of its /proc stat (true where that
+    /// cannot be read for want of fds: a task is never dropped on a guess).
     static bool alive(id_type tid, identity_type const& k) noexcept {
         if (k.empty()) return alive(tid);
         if (k.pidfd_ >= 0) {
@@ -254,10 +257,16 @@ private:
     // Linux 6.9 every pidfd shares one anonymous inode).
     static unsigned long long pidfs_inode(int pidfd) noexcept {
         constexpr long pidfs_magic = 0x50494446;  // PID_FS_MAGIC
-        struct statfs fsb;
+        static std::atomic<int> is_pidfs{-1};      // asked once: the kernel does not change
+        int known = is_pidfs.load(std::memory_order_relaxed);
+        if (known < 0) {
+            struct statfs fsb;
+            if (::fstatfs(pidfd, &fsb) != 0) return 0;
+            known = static_cast<long>(fsb.f_type) == pidfs_magic ? 1 : 0;
+            is_pidfs.store(known, std::memory_order_relaxed);
+        }
         struct stat st;
-        if (::fstatfs(pidfd, &fsb) != 0 || static_cast<long>(fsb.f_type) != pidfs_magic) return 0;
-        if (::fstat(pidfd, &st) != 0) return 0;
+        if (known == 0 || ::fstat(pidfd, &st) != 0) return 0;
         return static_cast<unsigned long long>(st.st_ino);
     }
 
