@@ -154,3 +154,47 @@ TEST_CASE("zombies are accepted, not listed, and do not keep a container busy, a
         test::kill_and_reap(child);
     }
 }
+
+TEST_CASE("attaching another user's task is refused with the kernel's errno", "[tasks][errors][kernel]") {
+    if (::geteuid() != 0) CONTAINERS_SKIP("needs root to drop to another user");
+    auto scratch = test::kernel_scratch::make();
+    if (!scratch) CONTAINERS_SKIP("the cgroup v1 cpuset hierarchy is not mounted writable at /sys/fs/cgroup/cpuset");
+    std::string const tasks = scratch->path() + "/tasks";
+    // The writer will be nobody: let it open our scratch directory's tasks file, as a delegation
+    // would, so that what remains is the kernel's check of the target.
+    REQUIRE(::chown(tasks.c_str(), 65534, 65534) == 0);
+    pid_t const root_owned = test::spawn_sleeper();
+    pid_t const nobody_owned = ::fork();
+    if (nobody_owned == 0) {
+        if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+        for (;;) ::pause();
+    }
+    REQUIRE(root_owned > 0);
+    REQUIRE(nobody_owned > 0);
+    pid_t const checker = ::fork();
+    if (checker == 0) {
+        if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(100);
+        H h;
+        C* a = nullptr;
+        if (h.mkdir(h.top(), "a", &a)) ::_exit(101);
+        int mismatches = 0;
+        int k = 0;
+        for (pid_t target : {root_owned, nobody_owned}) {
+            int const fd = ::open(tasks.c_str(), O_WRONLY);
+            if (fd < 0) ::_exit(102);
+            std::string const s = std::to_string(target);
+            int const kernel = ::write(fd, s.data(), s.size()) < 0 ? errno : 0;
+            ::close(fd);
+            int const library = h.attach(target, *a).value();
+            if (kernel != library || kernel != (target == root_owned ? EACCES : 0)) mismatches |= 1 << k;
+            ++k;
+        }
+        ::_exit(mismatches);
+    }
+    int status = 0;
+    ::waitpid(checker, &status, 0);
+    test::kill_and_reap(root_owned);
+    test::kill_and_reap(nobody_owned);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);  // bit 0: the root-owned target, bit 1: the nobody-owned one
+}
