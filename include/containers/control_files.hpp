@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <concepts>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -53,11 +54,14 @@ inline pid_t tgid_of(pid_t tid) noexcept {
 inline std::vector<pid_t> threads_of(pid_t pid) {
     std::vector<pid_t> out;
     std::string const dir = "/proc/" + std::to_string(pid) + "/task";
-    if (DIR* d = ::opendir(dir.c_str())) {
-        while (dirent* e = ::readdir(d)) {
+    // Closed however the loop ends: push_back may throw bad_alloc (reported as ENOMEM).
+    struct closer {
+        void operator()(DIR* d) const noexcept { ::closedir(d); }
+    };
+    if (std::unique_ptr<DIR, closer> d{::opendir(dir.c_str())}) {
+        while (dirent* e = ::readdir(d.get())) {
             if (e->d_name[0] >= '0' && e->d_name[0] <= '9') out.push_back(static_cast<pid_t>(std::atoi(e->d_name)));
         }
-        ::closedir(d);
     }
     return out;
 }
