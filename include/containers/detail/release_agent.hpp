@@ -15,7 +15,9 @@
 //   signal mask and dispositions; nice 0 and SCHED_OTHER where allowed; a session of its own; and
 //   the affinity that the process's main thread (tid == pid) had when the queue was created, not
 //   that of whichever thread made the worker. cwd and umask are the worker's own (it unshares
-//   its fs attributes, CLONE_FS), so nothing else in the process changes.
+//   its fs attributes, CLONE_FS), so nothing else in the process changes; where unshare is
+//   refused (a seccomp filter), cwd is still "/" (a spawn file action) but the umask is the
+//   process's.
 // - The worker waits for the exec only (UMH_WAIT_EXEC), never for the program's exit: programs
 //   run concurrently and are reaped by pid (waitpid on each child, never -1, so no other child of
 //   the process is taken), polling with a backoff while any is running.
