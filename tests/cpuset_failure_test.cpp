@@ -151,9 +151,9 @@ TEST_CASE("attach sets each thread's affinity before the commit and puts it back
         }
     }
     SECTION("another subsystem vetoes after cpuset agreed: cancel_attach restores the affinities") {
+        test::journal log;  // outlives the hierarchy, whose teardown still logs
         H h2;
         subsystem_handle<cpuset, H> cs2;
-        test::journal log;
         subsystem_handle<test::recorder<0>, H> rec;
         REQUIRE_FALSE(h2.register_subsystem(cs2));
         REQUIRE_FALSE(h2.register_subsystem(rec, log));
