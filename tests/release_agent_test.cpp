@@ -64,12 +64,15 @@ std::string slurp(std::string const& path) {
 // A scratch directory with agent scripts in it, removed with everything in it.
 struct scratch_dir {
     std::string path;
+    bool owned = true;
+    explicit scratch_dir(char const* existing) : path(existing), owned(false) {}
     scratch_dir() {
         char t[] = "/tmp/containers-agent-XXXXXX";
         REQUIRE(::mkdtemp(t) != nullptr);
         path = t;
     }
     ~scratch_dir() {
+        if (!owned) return;
         if (DIR* d = ::opendir(path.c_str())) {
             while (dirent* e = ::readdir(d)) {
                 std::string const n = e->d_name;
@@ -415,6 +418,25 @@ TEST_CASE("agent programs run concurrently and the destructor does not wait for 
     ::kill(ours, SIGKILL);
     int status = 0;
     CHECK(::waitpid(ours, &status, 0) == ours);
+}
+
+TEST_CASE("a process whose agent program never exits still exits", "[release][spawn]") {
+    if (!test::isolated::in_child()) {
+        scratch_dir dir;
+        ::setenv("CONTAINERS_AGENT_DIR", dir.path.c_str(), 1);
+        test::isolated::require_passes("a process whose agent program never exits still exits");
+        ::unsetenv("CONTAINERS_AGENT_DIR");
+        if (pid_t const p = dir.pid_of("forever")) ::kill(p, SIGKILL);
+        return;
+    }
+    // The hierarchy lives until the process exits (a static, as cgsh's lives until main returns);
+    // the directory is the parent's, which removes it.
+    static scratch_dir* const dir = new scratch_dir(std::getenv("CONTAINERS_AGENT_DIR"));
+    static H h;
+    h.set_release_agent_program(dir->sleeper());
+    release(h, "forever");
+    REQUIRE(eventually([&] { return dir->pid_of("forever") != 0; }));
+    CHECK(exists(dir->pid_of("forever")));
 }
 
 // ---- 20: agents that throw, flush or destroy -------------------------------------------------
