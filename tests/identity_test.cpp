@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -268,4 +269,32 @@ TEST_CASE("writing cgroup.procs of a process that creates and ends threads alway
     CAPTURE(last.message());
     CHECK(failures == 0);
     CHECK(where.name() == "a");
+}
+
+TEST_CASE("a process's main thread that exited while another thread runs is not listed", "[tasks][zombie]") {
+    // Its leader is a zombie that waits for the group (and a thread pidfd of it does not poll
+    // readable); the kernel no longer lists it.
+    int go[2];
+    REQUIRE(::pipe(go) == 0);
+    pid_t const child = ::fork();
+    if (child == 0) {
+        std::thread([] {
+            for (;;) ::pause();
+        }).detach();
+        char c;
+        (void)!::read(go[0], &c, 1);
+        ::syscall(SYS_exit, 0);  // this thread only
+    }
+    ::close(go[0]);
+    H h;
+    REQUIRE_FALSE(fs::mkdir(h, "/a"));
+    REQUIRE_FALSE(fs::write(h, "/a/tasks", std::to_string(child)));
+    (void)!::write(go[1], "x", 1);
+    ::close(go[1]);
+    while (state_of_task(child) != 'Z') ::usleep(1000);
+    std::string listed;
+    REQUIRE_FALSE(fs::read(h, "/a/tasks", listed));
+    CHECK(listed.empty());
+    CHECK_FALSE(fs::rmdir(h, "/a"));
+    test::kill_and_reap(child);
 }

@@ -202,10 +202,10 @@ struct thread_task_traits {
         return {};
     }
     /// False once the thread that `k` names has exited (a zombie included), or `tid` names
-    /// another thread now; as alive(tid) when `k` is empty. One poll(2) for a thread of another
-    /// process (its pidfd is held); four calls for one of this process (a thread pidfd opened,
-    /// its inode compared, polled, closed); else a read of its /proc stat (true where that
-    /// cannot be read for want of fds: a task is never dropped on a guess).
+    /// another thread now; as alive(tid) when `k` is empty. For a thread of another process, a
+    /// poll(2) on its pidfd and a read of its /proc stat; for one of this process, a thread pidfd
+    /// opened, its inode compared, polled and closed; else a read of its /proc stat (true where
+    /// that cannot be read for want of fds: a task is never dropped on a guess).
     static bool alive(id_type tid, identity_type const& k) noexcept {
         if (k.empty()) return alive(tid);
         if (k.pidfd_ >= 0) {
@@ -213,8 +213,16 @@ struct thread_task_traits {
             int r;
             do r = ::poll(&p, 1, 0);
             while (r < 0 && errno == EINTR);
-            if (r > 0) return false;        // the task has exited (or has been reaped)
-            if (k.thread_fd_) return true;  // a live thread pidfd names this very thread
+            if (r > 0) return false;  // the task has exited (or has been reaped)
+            // A live thread pidfd names this very thread, but it does not poll readable for a
+            // group leader that is a zombie while its other threads exit (delay_group_leader),
+            // which the kernel no longer lists: its state says.
+            if (k.thread_fd_) {
+                char state = 0;
+                unsigned long long start = 0;
+                int const e = read_stat(tid, state, start);
+                return e == 0 ? state != 'Z' && state != 'X' : e != ESRCH;
+            }
         }
         if (k.ino_ != 0) {  // a thread pidfd opened now must be the same task's
             int fd = -1;
@@ -229,7 +237,12 @@ struct thread_task_traits {
                     while (r < 0 && errno == EINTR);
                 }
                 ::close(fd);
-                return same && r == 0;
+                if (!same || r != 0) return false;
+                if (tid != ::getpid()) return true;
+                // Our main thread, exited while others run, is a zombie that polls unreadable.
+                char state = 0;
+                unsigned long long start = 0;
+                return read_stat(tid, state, start) != 0 || (state != 'Z' && state != 'X');
             }
         }
         char state = 0;
