@@ -298,3 +298,24 @@ TEST_CASE("a process's main thread that exited while another thread runs is not 
     CHECK_FALSE(fs::rmdir(h, "/a"));
     test::kill_and_reap(child);
 }
+
+namespace {
+struct no_fiber {
+    static std::uint64_t get() noexcept { return 1; }
+};
+// Traits that name an identity type but get identify's signature wrong.
+struct bad_identity_traits : thread_task_traits {
+    static int identify(id_type, identity_type&) noexcept { return 0; }
+};
+}  // namespace
+
+TEST_CASE("thread tasks carry an identity, logical tasks none and pay nothing for it", "[tasks][identity][concepts]") {
+    using logical = logical_task_traits<std::uint64_t, no_fiber>;
+    STATIC_REQUIRE(TaskIdentity<thread_task_traits>);
+    STATIC_REQUIRE_FALSE(HasTaskIdentity<logical>);
+    STATIC_REQUIRE(std::is_same_v<task_identity_t<logical>, containers::detail::no_identity>);
+    STATIC_REQUIRE(HasTaskIdentity<bad_identity_traits>);
+    STATIC_REQUIRE_FALSE(TaskIdentity<bad_identity_traits>);  // hierarchy<bad_identity_traits> fails with a sentence
+    STATIC_REQUIRE(std::is_nothrow_move_constructible_v<thread_identity>);
+    STATIC_REQUIRE(std::is_empty_v<containers::detail::no_identity>);  // [[no_unique_address]] in the record
+}
