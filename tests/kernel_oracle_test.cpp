@@ -164,13 +164,20 @@ TEST_CASE("attaching another user's task is refused with the kernel's errno", "[
     // would, so that what remains is the kernel's check of the target.
     REQUIRE(::chown(tasks.c_str(), 65534, 65534) == 0);
     pid_t const root_owned = test::spawn_sleeper();
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
     pid_t const nobody_owned = ::fork();
     if (nobody_owned == 0) {
         if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+        (void)!::write(ready[1], "x", 1);  // the target is nobody's from here on
         for (;;) ::pause();
     }
     REQUIRE(root_owned > 0);
     REQUIRE(nobody_owned > 0);
+    char c;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    ::close(ready[0]);
+    ::close(ready[1]);
     pid_t const checker = ::fork();
     if (checker == 0) {
         if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(100);

@@ -253,12 +253,19 @@ TEST_CASE("attaching another user's task is EACCES unless the writer is root or 
     // target's real or saved uid. Not sched_setaffinity's, which compares effective ids.
     pid_t const victim = test::spawn_sleeper();  // owned by root
     REQUIRE(victim > 0);
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
     pid_t const saved_nobody = ::fork();  // real and effective root, saved uid nobody
     if (saved_nobody == 0) {
         if (::setresuid(0, 0, 65534) != 0) ::_exit(2);
+        (void)!::write(ready[1], "x", 1);
         for (;;) ::pause();
     }
     REQUIRE(saved_nobody > 0);
+    char c;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    ::close(ready[0]);
+    ::close(ready[1]);
     pid_t const checker = ::fork();
     if (checker == 0) {
         if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
