@@ -180,6 +180,20 @@ public:
         return {};
     }
 
+    /// The same for a thread whose affinity the caller knows to be `from` (a member of a cpuset,
+    /// placed by the library): no sched_getaffinity, so a change costs one call per thread.
+    [[nodiscard]] std::error_code apply(pid_t tid, cpumask const& to, cpumask const& from) noexcept {
+        assert(size_ < capacity_);
+        if (from == to) return {};
+        std::size_t const bytes = kernel_mask_bytes();
+        auto* old = reinterpret_cast<unsigned char*>(masks_.get()) + size_ * bytes;
+        std::memset(old, 0, bytes);
+        std::memcpy(old, from.affinity_data(), std::min(bytes, from.affinity_bytes()));
+        if (int e = sys::sched_setaffinity(tid, to.affinity_bytes(), to.affinity_data())) return errno_code(e);
+        entries_[size_++] = {tid};
+        return {};
+    }
+
     /// Restores every remembered affinity, last first, and forgets them. Best effort: a thread
     /// that exited meanwhile has nothing to restore.
     void undo() noexcept {
@@ -640,6 +654,16 @@ private:
         if (target.empty()) return {};
         return log.apply(id, target);
     }
+    // The same for a thread that the library placed in a cpuset whose effective CPUs are
+    // `old_cpus`: its affinity is known, so it is not read back.
+    std::error_code apply_affinity(detail::affinity_log& log, id_type id, cpumask const& cpus, cpumask const& old_cpus) noexcept {
+        cpumask target, old;
+        if (std::error_code ec = target_of(id, cpus, target)) return ec;
+        if (std::error_code ec = target_of(id, old_cpus, old)) return ec;
+        if (target.empty()) return {};
+        if (old.empty()) return log.apply(id, target);  // it was left alone: read it
+        return log.apply(id, target, old);
+    }
 
     // What set_topology decides before it changes anything.
     struct hotplug {
@@ -724,7 +748,8 @@ private:
                 cpumask const& cpus = nd.to != nullptr ? plan.nodes[nd.to_index].next.effective_cpus : nd.next.effective_cpus;
                 if (cpus == old_cpus) continue;
                 for (auto const& task : views::tasks(*nd.c)) {
-                    if (std::error_code ec = apply_affinity(log, task.id, cpus)) {
+                    if (!task.alive()) continue;  // exited, or its id reused: never re-pin another task
+                    if (std::error_code ec = apply_affinity(log, task.id, cpus, old_cpus)) {
                         log.undo();
                         return ec;
                     }
@@ -861,7 +886,7 @@ private:
                 if (std::error_code ec = log.reserve(c.task_count())) return ec;
                 for (auto const& task : views::tasks(c)) {
                     if (!task.alive()) continue;  // exited, or its id reused: never re-pin another task
-                    if (std::error_code ec = apply_affinity(log, task.id, next.effective_cpus)) {
+                    if (std::error_code ec = apply_affinity(log, task.id, next.effective_cpus, s.effective_cpus)) {
                         log.undo();
                         return ec;
                     }
