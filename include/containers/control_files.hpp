@@ -66,6 +66,21 @@ inline std::vector<pid_t> threads_of(pid_t pid) {
     return out;
 }
 
+/// Whether every live thread of process `pid` is in `c`: those the hierarchy knows are there, and
+/// none it does not know is alive (a thread started since the last listing would be). Inside a
+/// read section (the records are read lock-free).
+template <class H>
+bool group_settled(typename H::container const& c, pid_t pid) {
+    for (pid_t tid : threads_of(pid)) {
+        if (auto const* t = c.owner().find_task(tid)) {
+            if (&t->container() != &c) return false;
+        } else if (H::traits_type::alive(tid)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /// The id written to tasks or cgroup.procs, parsed as kstrtoint(strstrip(buf)) does; 0 means the
 /// writer itself. The kernel answers EINVAL for every parse failure here, overflow included.
 template <class H>
@@ -124,9 +139,29 @@ std::vector<cftype<typename H::container>> const& core_files() {
             typename H::id_type id{};
             if (std::error_code ec = parse_id<H>(value, id)) return ec;
             if constexpr (H::traits_type::thread_bound) {
-                std::vector<pid_t> threads = threads_of(id);
-                if (threads.empty()) return errno_code(ESRCH);
-                return c.owner().attach(threads, c);  // every thread, all or nothing
+                // The kernel moves the group under its threadgroup lock: no thread starts or ends
+                // meanwhile, so the write never fails because one did. Here a thread that ended
+                // after the listing is skipped (attach_thread_group); one that ends later, while
+                // a subsystem acts on it (ESRCH from a hook), makes the move start over; and the
+                // group is listed again until every live thread in it is in `c` (threads started
+                // meanwhile are picked up). A bounded number of rounds.
+                std::error_code last;
+                for (int round = 0; round < 64; ++round) {
+                    std::vector<pid_t> threads = threads_of(id);
+                    if (threads.empty()) return errno_code(ESRCH);  // the process has gone
+                    last = c.owner().attach_thread_group(threads, c);
+                    if (last == std::errc::no_such_process) continue;
+                    if (last) return last;
+                    // The group has moved: a re-listing that runs out of memory counts as settled
+                    // rather than reporting a failure for a write that took effect.
+                    bool settled = true;
+                    (void)containers::detail::guarded_call([&] {
+                        settled = group_settled<H>(c, id);
+                        return std::error_code{};
+                    });
+                    if (settled) return last;
+                }
+                return last;
             } else {
                 return c.owner().attach(id, c);
             }
@@ -149,6 +184,9 @@ std::vector<cftype<typename H::container>> const& core_files() {
             return std::error_code{};
         };
         agent.write = [](C& c, std::string_view value) {
+            // Since the fix for CVE-2022-0492 the kernel takes the agent only from a writer with
+            // CAP_SYS_ADMIN in the initial user namespace (the C++ setter is the host's choice).
+            if (!containers::detail::may_set_release_agent()) return errno_code(EPERM);
             c.owner().set_release_agent_program(parse::strip(value));
             return std::error_code{};
         };
@@ -238,11 +276,19 @@ template <class H>
 }
 
 /// Removes the container at `path`. Errors as rmdir(2) on cgroupfs: ENOENT, ENOTDIR (a file),
-/// EBUSY (children, tasks, or the top container).
+/// EBUSY (children, tasks, or the top container); and as the VFS answers before cgroupfs sees
+/// the call, once the parent resolves: EINVAL when the last component is "." ("/a/." or "/a/./"),
+/// ENOTEMPTY when it is "..". Nothing is removed then.
 template <class H>
 [[nodiscard]] std::error_code rmdir(H& h, std::string_view path) noexcept {
     read_section rs;
     detail::target<H> t;
+    std::string_view parent, last;
+    if (!path.empty() && path.front() == '/' && detail::split_last(path, parent, last) && (last == "." || last == "..")) {
+        if (std::error_code ec = detail::resolve(h, parent, t)) return ec;
+        if (t.file != nullptr) return detail::errno_code(ENOTDIR);
+        return detail::errno_code(last == "." ? EINVAL : ENOTEMPTY);
+    }
     if (std::error_code ec = detail::resolve(h, path, t)) return ec;
     if (t.file != nullptr) return detail::errno_code(ENOTDIR);
     return h.rmdir(*t.dir);

@@ -239,17 +239,47 @@ public:
         return {};
     }
 
-    /// The agent is called with the released container's path, on a thread of the hierarchy's
-    /// own, never on the caller's. An empty function stops notifications.
+    /// Effects: `agent` is called with each released container's path, in release order, on a
+    ///   thread of the hierarchy's own (never the caller's) that has every signal blocked. An
+    ///   empty function stops notifications. The agent may call back into the hierarchy, flush
+    ///   (which then returns at once) or destroy it (the releases queued behind are then dropped
+    ///   and counted in dropped_releases()). An exception it throws is caught and counted in
+    ///   failed_releases().
+    /// Errors: throws std::bad_alloc when the function cannot be stored (not noexcept).
+    /// Locking: takes the release queue's lock only.
     void set_release_agent(std::function<void(std::string const&)> agent) { releases_.set_agent(std::move(agent)); }
-    /// The program that the kernel's usermode helper would run (the top container's
-    /// release_agent file): run, with the released container's path as its argument, on the
-    /// release thread; its exit is reaped there. Empty: none. Longer than 4095 bytes: truncated,
-    /// as the kernel does.
-    void set_release_agent_program(std::string_view path) { releases_.set_program(std::string(path.substr(0, 4095))); }
+    /// Effects: sets the program that the kernel's usermode helper would run (the top container's
+    ///   release_agent file; empty: none; truncated to 4095 bytes, as the kernel does). This is
+    ///   the host's explicit choice and needs no privilege; fs::write of release_agent needs
+    ///   CAP_SYS_ADMIN, as the kernel's file. For each release the program is started directly
+    ///   (no shell) with the path as its only argument, HOME=/ and a PATH, fds 0-2 on /dev/null
+    ///   and no other fd, cwd "/" (a relative program resolves against it), umask 022, default
+    ///   signal mask and dispositions, nice 0 where allowed, a session of its own, and the CPU
+    ///   affinity that the process's main thread had when the hierarchy was created. The release
+    ///   thread waits for the exec only (the kernel's UMH_WAIT_EXEC) and reaps the program by its
+    ///   pid when it exits; programs run concurrently, and none delays the destructor.
+    /// Errors: none. Locking: takes the release queue's lock only.
+    void set_release_agent_program(std::string_view path) noexcept { releases_.set_program(path); }
+    /// Throws std::bad_alloc. Locking: takes the release queue's lock only.
     [[nodiscard]] std::string release_agent_program() { return releases_.program(); }
-    /// Waits until every release queued so far has been delivered.
-    void flush_release_agent() { releases_.flush(); }
+    /// Effects: waits until every release queued before the call has been delivered: the agent
+    ///   function returned and the program was started (not exited). Called by the agent (on the
+    ///   release thread) it returns at once: releases are delivered in order, so those queued
+    ///   before the current one are delivered already, and waiting for later ones would wait on
+    ///   itself. Starts the release thread if an earlier attempt failed.
+    /// Errors: EAGAIN (or what thread creation returned) when the release thread cannot be
+    ///   started; the releases stay queued for the next release or flush to try again.
+    /// Locking: takes the release queue's lock and waits on it; call it without the manage lock.
+    std::error_code flush_release_agent() noexcept {
+        int const e = releases_.flush();
+        return e == 0 ? std::error_code{} : detail::errno_code(e);
+    }
+    /// Releases lost: no memory for the event (as the kernel, which loses the notification when
+    ///   its allocation fails), or queued behind an agent that destroyed the hierarchy. Lock-free.
+    [[nodiscard]] std::uint64_t dropped_releases() const noexcept { return releases_.dropped(); }
+    /// Deliveries that failed: the agent function threw, or the program could not be started
+    ///   (ENOENT, EACCES...). Lock-free.
+    [[nodiscard]] std::uint64_t failed_releases() const noexcept { return releases_.failed(); }
 
     // ---- subsystems ----------------------------------------------------------------------------
 
@@ -339,59 +369,61 @@ public:
     ///   and release checks for the containers left. A task new to the hierarchy comes from the
     ///   top container. Tasks already in `dest`, and repeated ids, are skipped. The calling
     ///   thread attaching itself gets the thread-local fast path and is detached at thread exit.
-    /// Errors: ENODEV (dest removed), ESRCH / EPERM (from the task traits: no such task, or not
+    ///   Tasks are tracked, not ids (task_traits.hpp, TaskIdentity): a known id whose task has
+    ///   exited or whose id now names another task leaves first, as exit would (its exit hooks
+    ///   drop per-task state), and the id is then met afresh. A task that exists but is exiting
+    ///   (a zombie) is accepted and not moved, as the kernel skips exiting tasks.
+    /// Errors: ENODEV (dest removed), ESRCH / EACCES (from the task traits: no such task, or not
     ///   the caller's to place), ENOMEM, or a can_attach veto.
     /// Locking: takes the manage lock, and the callback lock at the moment of change.
-    /// Complexity: O(n log n) for n ids, plus the hooks; no system call for a known task.
+    /// Complexity: O(n log n) for n ids, plus the hooks; for a known task, no system call if it
+    ///   attached itself, else its identity check (a poll(2) on its pidfd, or a few calls).
     [[nodiscard]] std::error_code attach(std::span<id_type const> ids, container& dest) noexcept {
-        write_guard g(*this);
-        return attach_locked(ids, dest);
+        return attach_ids(ids, dest, false);
+    }
+    /// Effects: as attach, for the threads of one thread group as listed a moment ago: an id that
+    ///   names no task any more (a thread that ended since the listing) is skipped instead of
+    ///   failing the whole move with ESRCH. cgroup.procs uses it (the kernel holds the group's
+    ///   threadgroup lock instead, so that no thread ends or starts meanwhile).
+    /// Errors, Locking, Complexity: as attach, without ESRCH.
+    [[nodiscard]] std::error_code attach_thread_group(std::span<id_type const> ids, container& dest) noexcept {
+        return attach_ids(ids, dest, true);
     }
     /// Effects and errors: as attach, for a subsystem's own operation that already holds
     ///   manage_lock() and must move tasks without dropping it (cpuset's hotplug). Attaching one
     ///   task that the hierarchy knows allocates nothing here.
     /// Locking: the manage lock must be held by the caller (asserted); takes the callback lock.
     [[nodiscard]] std::error_code attach_locked(std::span<id_type const> ids, container& dest) noexcept {
-        assert(manage_.held_by_me());
-        if (dest.removed()) return detail::errno_code(ENODEV);
-        if (ids.size() == 1) {  // the common case, without allocation
-            task_move<container> move;
-            task* fresh = nullptr;
-            batch one{&move, &fresh};
-            if (std::error_code ec = gather(ids[0], dest, one)) return ec;
-            return commit(dest, one);
-        }
-        std::unique_ptr<id_type[]> sorted(new (std::nothrow) id_type[ids.size()]);
-        std::unique_ptr<task_move<container>[]> moves(new (std::nothrow) task_move<container>[ids.size()]);
-        std::unique_ptr<task*[]> fresh(new (std::nothrow) task*[ids.size()]);
-        if (!ids.empty() && (!sorted || !moves || !fresh)) return detail::errno_code(ENOMEM);
-        std::copy(ids.begin(), ids.end(), sorted.get());
-        std::sort(sorted.get(), sorted.get() + ids.size());
-        std::size_t const n = static_cast<std::size_t>(std::unique(sorted.get(), sorted.get() + ids.size()) - sorted.get());
-        batch b{moves.get(), fresh.get()};
-        for (std::size_t i = 0; i < n; ++i) {
-            if (std::error_code ec = gather(sorted[i], dest, b)) {
-                for (std::size_t k = 0; k < b.nfresh; ++k) free_task(b.fresh[k]);
-                return ec;
-            }
-        }
-        return commit(dest, b);
+        return attach_ids_locked(ids, dest, false);
     }
     [[nodiscard]] std::error_code attach(id_type id, container& dest) noexcept { return attach(std::span<id_type const>(&id, 1), dest); }
     /// The calling task attaches itself.
     [[nodiscard]] std::error_code attach_self(container& dest) noexcept { return attach(Traits::self(), dest); }
 
     /// Effects: `child` starts in `parent`'s container (the top one if the hierarchy does not know
-    ///   `parent`); fork hooks run under the callback lock.
-    /// Errors: EEXIST (child already known), ESRCH / EPERM (from the traits), ENOMEM.
+    ///   `parent`, or knew an earlier task of that id); fork hooks run under the callback lock. A
+    ///   known record of `child` or `parent` whose task has gone (exited, or its id reused) leaves
+    ///   first, as exit would. A child that has already exited (a zombie) is accepted and not
+    ///   placed.
+    /// Errors: EEXIST (child already known and alive), ESRCH / EACCES (from the traits), ENOMEM.
     /// Locking: takes the manage lock and the callback lock.
     [[nodiscard]] std::error_code fork(id_type parent, id_type child) noexcept {
         write_guard g(*this);
-        if (tasks_.find(child) != nullptr) return detail::errno_code(EEXIST);
-        if (std::error_code ec = Traits::validate(child)) return ec;
+        if (task* old = tasks_.find(child)) {
+            if (task_alive(*old)) return detail::errno_code(EEXIST);
+            remove_task(*old);
+        }
+        identity_type k;
+        bool exiting = false;
+        if (std::error_code ec = meet(child, k, exiting)) return ec;
+        if (exiting) return {};
         task* p = tasks_.find(parent);
+        if (p != nullptr && !task_alive(*p)) {
+            remove_task(*p);
+            p = nullptr;
+        }
         container& c = p == nullptr ? *top_ : *p->container_.load(std::memory_order_relaxed);
-        task* t = new (std::nothrow) task(child, &c);
+        task* t = new (std::nothrow) task(child, &c, std::move(k));
         if (t == nullptr || !tasks_.reserve(1, retired_)) {
             delete t;
             return detail::errno_code(ENOMEM);
@@ -424,8 +456,9 @@ public:
         return {};
     }
 
-    /// Effects: removes from `c` every task whose traits say it is no longer alive (threads that
-    ///   exited without telling the hierarchy), as exit would. Returns how many left.
+    /// Effects: removes from `c` every task that is no longer alive (threads that exited without
+    ///   telling the hierarchy, zombies, and records whose id now names another task), as exit
+    ///   would. Returns how many left.
     /// Locking: takes the manage lock.
     std::size_t reap(container& c) noexcept {
         write_guard g(*this);
@@ -452,6 +485,21 @@ public:
 
     /// The number of tasks the hierarchy knows. Lock-free, approximate under concurrent change.
     [[nodiscard]] std::size_t task_count() const noexcept { return ntasks_.load(std::memory_order_relaxed); }
+
+    /// Effects: whether `id` still names the task that the hierarchy recorded under it: false
+    ///   once that task has exited (a zombie included) or the id has been reused by another task.
+    ///   For subsystems, right before a system call on the task (cpuset checks it before
+    ///   sched_setaffinity), so that a reused id never makes them act on an unrelated task. An
+    ///   id the hierarchy has no record of is judged by the traits' alive(id). Changes nothing:
+    ///   the record is reaped by the next listing, removal or attach.
+    /// Locking: the manage lock held (hooks run with it; asserted).
+    /// Complexity: no system call for a thread that attached itself; otherwise the traits'
+    ///   check (see thread_task_traits::alive: one to four system calls).
+    [[nodiscard]] bool task_identity_ok(id_type id) const noexcept {
+        assert(manage_.held_by_me());
+        task const* t = tasks_.find(id);
+        return t != nullptr ? task_alive(*t) : Traits::alive(id);
+    }
 
     // ---- read path -----------------------------------------------------------------------------
 
@@ -702,15 +750,57 @@ private:
         return ec;
     }
 
-    // Finds or prepares the record of one task for an attach into `dest`.
-    std::error_code gather(id_type id, container& dest, batch& b) noexcept {
-        if (task* t = tasks_.find(id)) {
-            container* from = t->container_.load(std::memory_order_relaxed);
-            if (from != &dest) b.add_move({id, from});
-            return {};
+    // attach and attach_thread_group; `skip_gone`: an id that names no task is skipped.
+    std::error_code attach_ids(std::span<id_type const> ids, container& dest, bool skip_gone) noexcept {
+        write_guard g(*this);
+        return attach_ids_locked(ids, dest, skip_gone);
+    }
+    std::error_code attach_ids_locked(std::span<id_type const> ids, container& dest, bool skip_gone) noexcept {
+        assert(manage_.held_by_me());
+        if (dest.removed()) return detail::errno_code(ENODEV);
+        if (ids.size() == 1) {  // the common case, without allocation
+            task_move<container> move;
+            task* fresh = nullptr;
+            batch one{&move, &fresh};
+            if (std::error_code ec = gather(ids[0], dest, one, skip_gone)) return ec;
+            return commit(dest, one);
         }
-        if (std::error_code ec = Traits::validate(id)) return ec;
-        task* t = new (std::nothrow) task(id, top_);
+        std::unique_ptr<id_type[]> sorted(new (std::nothrow) id_type[ids.size()]);
+        std::unique_ptr<task_move<container>[]> moves(new (std::nothrow) task_move<container>[ids.size()]);
+        std::unique_ptr<task*[]> fresh(new (std::nothrow) task*[ids.size()]);
+        if (!ids.empty() && (!sorted || !moves || !fresh)) return detail::errno_code(ENOMEM);
+        std::copy(ids.begin(), ids.end(), sorted.get());
+        std::sort(sorted.get(), sorted.get() + ids.size());
+        std::size_t const n = static_cast<std::size_t>(std::unique(sorted.get(), sorted.get() + ids.size()) - sorted.get());
+        batch b{moves.get(), fresh.get()};
+        for (std::size_t i = 0; i < n; ++i) {
+            if (std::error_code ec = gather(sorted[i], dest, b, skip_gone)) {
+                for (std::size_t k = 0; k < b.nfresh; ++k) free_task(b.fresh[k]);
+                return ec;
+            }
+        }
+        return commit(dest, b);
+    }
+
+    // Finds or prepares the record of one task for an attach into `dest`. A record whose task
+    // has gone (exited, or its id reused) leaves first, through the exit hooks, and the id is
+    // met afresh: identity recorded, then validated, then checked again, so that the identity
+    // and the validation are of the same task (a live task keeps its id).
+    std::error_code gather(id_type id, container& dest, batch& b, bool skip_gone) noexcept {
+        assert(manage_.held_by_me());
+        if (task* t = tasks_.find(id)) {
+            if (task_alive(*t)) {
+                container* from = t->container_.load(std::memory_order_relaxed);
+                if (from != &dest) b.add_move({id, from});
+                return {};
+            }
+            remove_task(*t);
+        }
+        identity_type k;
+        bool exiting = false;
+        if (std::error_code ec = meet(id, k, exiting)) return skip_gone && ec == std::errc::no_such_process ? std::error_code{} : ec;
+        if (exiting) return {};  // accepted, not moved: the kernel skips exiting tasks (PF_EXITING)
+        task* t = new (std::nothrow) task(id, top_, std::move(k));
         if (t == nullptr) return detail::errno_code(ENOMEM);
         b.add_fresh(t);
         if (&dest != top_) b.add_move({id, top_});
@@ -782,6 +872,37 @@ private:
         t->bound_ = r.bound;  // unbound (no memory): reads use the task table, exit is noticed by reaping
     }
 
+    using identity_type = task_identity_t<Traits>;
+
+    // Whether a record still names a live task, the one it was made for. A thread bound to its
+    // record leaves when it exits, so it is alive while bound; otherwise the traits check the
+    // identity recorded when the hierarchy met the task (or, without identities, the id).
+    // Manage lock held.
+    bool task_alive(task const& t) const noexcept { return t.alive(); }
+
+    // Meets a task the hierarchy has no record of: records its identity (not for the calling
+    // thread, which is bound to its record and leaves at exit), validates it, and tells whether
+    // it is already exiting. Identity first: while the task lives its id cannot name another, so
+    // a validation followed by a live check is of the recorded task. Manage lock held.
+    std::error_code meet(id_type id, identity_type& k, bool& exiting) noexcept {
+        bool const self = Traits::thread_bound && id == Traits::self();
+        if constexpr (HasTaskIdentity<Traits>) {
+            if (!self) {
+                if (std::error_code ec = Traits::identify(id, k)) return ec;
+            }
+        }
+        if (std::error_code ec = Traits::validate(id)) return ec;
+        if constexpr (HasTaskIdentity<Traits>) {
+            exiting = !self && !Traits::alive(id, k);
+        } else {
+            exiting = !self && !Traits::alive(id);
+        }
+        return {};
+    }
+
+    // Every way a task leaves (exit, reap, thread exit, a record found stale) comes here, so that
+    // the exit hooks drop what subsystems keep per task (the cpuset's requested affinity) before
+    // the id can be met again.
     void remove_task(task& t) noexcept {
         assert(manage_.held_by_me());
         container& c = *t.container_.load(std::memory_order_relaxed);
@@ -804,7 +925,7 @@ private:
         std::size_t n = 0;
         for (auto it = c.tasks_.begin(); it != c.tasks_.end();) {
             task& t = *it++;
-            if (!t.bound_ && !Traits::alive(t.id)) {
+            if (!task_alive(t)) {
                 remove_task(t);
                 ++n;
             }
@@ -818,7 +939,18 @@ private:
         if (c.is_top() || c.removed() || !c.notify_on_release()) return;
         if (!c.tasks_.empty() || !c.children_.empty()) return;
         if (!releases_.has_agent()) return;
-        releases_.push(path(c));
+        // The path is written into the event itself, which push allocates without throwing: a
+        // release without memory is dropped and counted, never an exception out of noexcept.
+        std::size_t len = 0;
+        for (container const* p = &c; !p->is_top(); p = p->parent_) len += p->name().size() + 1;
+        releases_.push(len, [&c, len](char* out) noexcept {
+            std::size_t end = len;
+            for (container const* p = &c; !p->is_top(); p = p->parent_) {
+                end -= p->name().size();
+                std::memcpy(out + end, p->name().data(), p->name().size());
+                out[--end] = '/';
+            }
+        });
     }
 
     void retire(container& c) noexcept {

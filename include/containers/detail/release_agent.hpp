@@ -221,12 +221,6 @@ public:
         free_list(e);
     }
 
-    /// Transitional, for a hierarchy.hpp that still builds the path as a string first; remove once
-    /// check_release writes into the event (the hierarchy.hpp change that goes with this file).
-    void push(std::string const& path) noexcept {
-        push(path.size(), [&path](char* out) noexcept { std::memcpy(out, path.data(), path.size()); });
-    }
-
     /// Effects: waits until every event queued before the call has been delivered (the agent
     ///   function returned and the program was started, not exited). On the worker, returns at
     ///   once: delivery is in order, so what was queued before the current event is delivered,
@@ -234,7 +228,7 @@ public:
     /// Returns: 0, or the errno of a failed start of the worker (EAGAIN...); the events stay
     ///   queued.
     /// Locking: takes the queue's lock and waits on it.
-    int flush() noexcept {  // not [[nodiscard]] while an older hierarchy.hpp ignores it
+    [[nodiscard]] int flush() noexcept {
         block& b = *b_;
         if (release_worker_of_this_thread == &b) return 0;
         std::unique_lock g(b.mutex);
