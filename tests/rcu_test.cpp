@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 
@@ -446,4 +447,143 @@ TEST_CASE("a release agent that moves a thread during teardown never writes into
     CHECK(seen == mine);
     fillers.clear();
     delete c_side;
+}
+
+TEST_CASE("a release agent that removes containers while its hierarchy is destroyed inside a read section does not deadlock",
+          "[rcu][deadlock][teardown][release]") {
+    auto r = test::run_bounded([] {
+        auto* h = new H;
+        for (std::size_t i = 0; i + 2 < H::reclaim_batch; ++i) {  // the agent's rmdir completes a reclaim batch
+            C* c = nullptr;
+            if (h->mkdir(h->top(), "x", &c) || h->rmdir(*c)) return 2;
+        }
+        C *rel = nullptr, *tmp = nullptr;
+        if (h->mkdir(h->top(), "r", &rel) || h->set_notify_on_release(*rel, true) || h->mkdir(*rel, "tmp", &tmp)) return 3;
+        std::atomic<bool> in_section{false};
+        std::atomic<bool> removed{false};
+        h->set_release_agent([&](std::string const& path) {
+            wait_until([&] { return in_section.load(); });
+            pause_ms(50);
+            C* c = nullptr;
+            if (!h->lookup(path, c)) removed = !h->rmdir(*c);  // the usual agent: remove what was released
+        });
+        if (h->rmdir(*tmp)) return 4;
+        {
+            read_section rs;  // reading another hierarchy, say
+            in_section = true;
+            delete h;  // waits for the agent, which must not wait for this section
+        }
+        return removed.load() ? 0 : 5;
+    });
+    CHECK_FALSE(r.hung);
+    CHECK(r.ok());
+}
+
+TEST_CASE("a fork child made while the membarrier mode was being decided can run grace periods", "[rcu][fork]") {
+    auto r = test::run_bounded([] {
+        // In this single-threaded child, pretend another thread is deciding, then fork again.
+        detail::rcu::global.mode.store(detail::rcu::mode_deciding, std::memory_order_relaxed);
+        auto grandchild = test::run_bounded([] {
+            detail::synchronize();
+            return 0;
+        });
+        return grandchild.ok() ? 0 : 1;
+    });
+    CHECK_FALSE(r.hung);
+    CHECK(r.ok());
+}
+
+TEST_CASE("in a fork child, a new binding never shares a cache slot that an inherited hierarchy still writes",
+          "[rcu][fork][bindings]") {
+    auto r = test::run_bounded([] {
+        auto* inherited = new H;
+        C *g = nullptr, *x = nullptr;
+        if (inherited->mkdir(inherited->top(), "g", &g) || inherited->mkdir(inherited->top(), "x", &x)) return 2;
+        if (inherited->attach_self(*g)) return 3;  // this (single-threaded) process binds itself
+        pid_t const parent = thread_task_traits::self();
+        auto child = test::run_bounded([&] {
+            std::vector<std::unique_ptr<H>> fillers;
+            for (std::size_t i = 1; i < detail::fast_bindings; ++i) fillers.push_back(std::make_unique<H>());
+            auto* own = new H;  // the same cache slot as `inherited`
+            C* mine = nullptr;
+            if (own->mkdir(own->top(), "mine", &mine) || own->attach_self(*mine)) return 4;
+            if (inherited->attach(parent, *x)) return 5;  // moves the parent's record: stores into its slot
+            read_section rs;
+            return &own->current() == mine ? 0 : 1;
+        });
+        (void)inherited->exit(parent);
+        return child.ok() ? 0 : 1;
+    });
+    CHECK_FALSE(r.hung);
+    CHECK(r.ok());
+}
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+TEST_CASE("a thread without a reader record that exits inside a section does not block grace periods", "[rcu][exit]") {
+    auto r = test::run_bounded([] {
+        for (auto& rec : detail::rcu::global.first.readers) rec.claimed.store(true);  // as if 63 threads held them
+        std::atomic<int> phase{0};
+        std::atomic<bool> anonymous{false};
+        std::thread t([&] {
+            wait_until([&] { return phase.load() == 1; });
+            detail::rcu_read_lock();  // no record to claim, no memory for more: an anonymous section
+            anonymous = detail::rcu::tls_anonymous_nesting != 0;
+            phase = 2;
+            wait_until([&] { return phase.load() == 3; });
+            ::pthread_exit(nullptr);
+        });
+        rlimit saved{};
+        ::getrlimit(RLIMIT_AS, &saved);
+        rlimit const none{1, saved.rlim_max};  // every new mapping fails
+        ::setrlimit(RLIMIT_AS, &none);
+        phase = 1;
+        wait_until([&] { return phase.load() == 2; });
+        ::setrlimit(RLIMIT_AS, &saved);
+        phase = 3;
+        t.join();
+        detail::synchronize();
+        return anonymous.load() ? 0 : 2;
+    });
+    CHECK_FALSE(r.hung);
+    CHECK(r.exit_code == 0);
+}
+#endif
+
+TEST_CASE("a signal handler that interrupts a thread's first section never leaks a reader record", "[rcu][signals]") {
+    struct sigaction sa{};
+    sa.sa_handler = [](int) { read_section rs; };
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    struct sigaction old{};
+    REQUIRE(::sigaction(SIGUSR1, &sa, &old) == 0);
+    auto claimed = [] {
+        int n = 0;
+        detail::rcu::for_each_reader([&](detail::rcu::reader& rec) { n += rec.claimed.load() ? 1 : 0; });
+        return n;
+    };
+    { read_section rs; }  // this thread's own record
+    int const before = claimed();
+    for (int i = 0; i < 500; ++i) {  // the window is a few instructions: this finds it in some runs, not all
+        std::atomic<pid_t> tid{0};
+        std::atomic<bool> go{false}, done{false}, quiet{false};
+        std::thread t([&] {
+            tid = static_cast<pid_t>(::syscall(SYS_gettid));
+            while (!go.load()) {
+                // spin: a sleep that signals keep interrupting may never end
+            }
+            { read_section rs; }  // the first section: claims a record while signals arrive
+            done = true;
+            wait_until([&] { return quiet.load(); });  // signals still in flight arrive before the exit
+        });
+        wait_until([&] { return tid.load() != 0; });
+        go = true;
+        while (!done.load()) {
+            ::syscall(SYS_tgkill, ::getpid(), tid.load(), SIGUSR1);
+            ::sched_yield();  // on a busy machine, let the thread run between signals
+        }
+        quiet = true;
+        t.join();
+    }
+    ::sigaction(SIGUSR1, &old, nullptr);
+    CHECK(claimed() == before);
 }

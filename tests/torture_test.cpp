@@ -1,9 +1,12 @@
 // A torture test in the manner of liburcu's: everything that touches the read path at once, for a
 // fixed number of rounds (not a time), run in every CI configuration, ThreadSanitizer and
-// AddressSanitizer included. Each round: readers whose threads take signals whose handlers read
-// too; threads that attach themselves and exit, some with a read section left open; a fork child
-// that runs a hierarchy of its own; containers released to an agent that reads back; and at the
-// end the hierarchy torn down, every other round from inside a read section.
+// AddressSanitizer included. Each round: readers that attached themselves and are moved by another
+// thread through containers that are then removed (more than a reclaim batch per round, so memory
+// is freed while they read), whose threads take signals whose handlers read their container too;
+// threads that attach themselves and exit, some with a read section left open; a fork child that
+// runs a hierarchy of its own; containers released to an agent that reads back; and at the end
+// the hierarchy torn down, every other round from inside a read section. A reader that saw a
+// freed container fails under AddressSanitizer, or reads a name that is not one of ours.
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
@@ -23,13 +26,21 @@ namespace {
 
 std::atomic<H*> g_hierarchy{nullptr};
 std::atomic<long> g_handler_reads{0};
+std::atomic<long> g_bad_names{0};
+
+// The names this test gives containers: "g0".."g3", "t", "rel", or the top's empty name.
+bool one_of_ours(C const& c) noexcept {
+    std::string_view const n = c.name();
+    return n.empty() || n == "t" || n == "rel" || (n.size() == 2 && n[0] == 'g' && n[1] >= '0' && n[1] <= '3') ||
+           (n.size() == 2 && n[0] == 'm' && n[1] >= '0' && n[1] <= '9');
+}
 
 void reading_handler(int) {
     int const saved = errno;
     read_section rs;
     if (H* h = g_hierarchy.load(std::memory_order_acquire)) {
-        C& c = h->current();
-        if (c.depth() < 1000) g_handler_reads.fetch_add(1, std::memory_order_relaxed);
+        if (!one_of_ours(h->current())) g_bad_names.fetch_add(1, std::memory_order_relaxed);
+        g_handler_reads.fetch_add(1, std::memory_order_relaxed);
     }
     errno = saved;
 }
@@ -61,9 +72,10 @@ bool fork_child_runs_own_hierarchy() {
 
 TEST_CASE("torture: signals, forks, exits inside sections, teardown and release agents, for a fixed number of rounds",
           "[stress][torture]") {
-    constexpr int rounds = 8;
+    constexpr int rounds = 6;
     constexpr int groups = 4;
     constexpr int reads_per_reader = 20'000;
+    constexpr int moves = static_cast<int>(H::reclaim_batch) + 64;  // removals per round: a batch is freed mid-round
     constexpr int self_attachers = 24;
     constexpr int releases = 40;
     constexpr int forks = 2;
@@ -105,8 +117,13 @@ TEST_CASE("torture: signals, forks, exits inside sections, teardown and release 
             REQUIRE_FALSE(h->attach(workers.back()->tid(), *fixed[i]));
         }
         std::vector<std::thread> threads;
+        std::atomic<pid_t> reader_tids[2] = {};
+        std::atomic<int> readers_done{0};
+        std::atomic<bool> mover_done{false};
         for (int r = 0; r < 2; ++r) {
-            threads.emplace_back([&] {
+            threads.emplace_back([&, r] {
+                expect(!h->attach_self(*fixed[r]));
+                reader_tids[r] = thread_task_traits::self();
                 sigevent sev{};
                 sev.sigev_notify = SIGEV_THREAD_ID;
                 sev.sigev_signo = SIGUSR2;
@@ -123,11 +140,32 @@ TEST_CASE("torture: signals, forks, exits inside sections, teardown and release 
                         C& c = h->container_of(w->tid());
                         expect(!c.removed() && c.parent() == &h->top());
                     }
-                    expect(&h->current() == &h->top());
+                    C& mine = h->current();  // moved by the mover, possibly removed meanwhile
+                    expect(one_of_ours(mine) && mine.depth() == 1);
                 }
                 if (armed) ::timer_delete(timer);
+                readers_done.fetch_add(1);
+                while (!mover_done.load()) std::this_thread::yield();  // stay movable until the mover stops
             });
         }
+        threads.emplace_back([&] {  // the mover: readers through containers it then removes
+            for (auto& tid : reader_tids) {
+                while (tid.load() == 0) std::this_thread::yield();
+            }
+            pid_t const ids[] = {reader_tids[0].load(), reader_tids[1].load()};
+            for (int i = 0; i < moves || readers_done.load() < 2; ++i) {
+                C* m = nullptr;
+                if (h->mkdir(h->top(), "m" + std::to_string(i % 10), &m)) {
+                    expect(false);
+                    continue;
+                }
+                expect(!h->attach(ids, *m));
+                expect(!h->attach(ids[0], *fixed[0]));
+                expect(!h->attach(ids[1], *fixed[1]));
+                expect(!h->rmdir(*m));
+            }
+            mover_done = true;
+        });
         threads.emplace_back([&, round] {  // self-attachers, a third of them exiting inside a section
             for (int i = 0; i < self_attachers; ++i) {
                 std::thread([&, i, round] {
@@ -159,7 +197,7 @@ TEST_CASE("torture: signals, forks, exits inside sections, teardown and release 
         g_hierarchy.store(nullptr, std::memory_order_release);
         {
             auto lock = h->manage_lock();
-            expect(h->task_count() == static_cast<std::size_t>(groups));  // the self-attachers left
+            expect(h->task_count() == static_cast<std::size_t>(groups));  // the self-attachers and readers left
         }
         workers.clear();
         if (round % 2 == 0) {
@@ -172,6 +210,7 @@ TEST_CASE("torture: signals, forks, exits inside sections, teardown and release 
     ::sigaction(SIGUSR2, &old, nullptr);
     INFO(g_handler_reads.load() << " reads in signal handlers, " << released_total << " releases delivered");
     CHECK(failures.load() == 0);
+    CHECK(g_bad_names.load() == 0);
     CHECK(released_total > 0);
     CHECK(g_handler_reads.load() > 0);
 }

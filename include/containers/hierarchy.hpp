@@ -656,13 +656,15 @@ private:
 
 public:
     // Holds the manage lock; on release, frees a full batch of retired objects after a grace
-    // period, outside the lock (and never from inside a read section, which would wait on itself).
+    // period, outside the lock. Never where the thread may not wait for one (inside a read
+    // section, which would wait on itself, or on a thread that others wait for from inside one:
+    // detail::defer_grace_periods): the batch is then left for a later operation.
     class write_guard {
     public:
         explicit write_guard(hierarchy& h) noexcept : h_(h) { h_.manage_.lock(); }
         ~write_guard() {
             detail::retired_node* batch = nullptr;
-            if (h_.nretired_ >= reclaim_batch && reclaim_ && !detail::in_read_section()) {
+            if (h_.nretired_ >= reclaim_batch && detail::may_wait_for_grace_period()) {
                 batch = std::exchange(h_.retired_, nullptr);
                 h_.nretired_ = 0;
             }
@@ -676,12 +678,7 @@ public:
         write_guard& operator=(write_guard const&) = delete;
 
     private:
-        friend class hierarchy;
-        // For a caller that must not wait for a grace period (see thread_exited): the batch is
-        // left for the next operation.
-        write_guard(hierarchy& h, bool reclaim) noexcept : write_guard(h) { reclaim_ = reclaim; }
         hierarchy& h_;
-        bool reclaim_ = true;
     };
 
 private:
@@ -987,7 +984,8 @@ private:
     // read section: it must not wait for a grace period, so it leaves its batch to the next
     // operation.
     void thread_exited(void* p) noexcept override {
-        write_guard g(*this, false);
+        detail::defer_grace_periods defer;
+        write_guard g(*this);
         auto* t = static_cast<task*>(p);
         t->bound_ = false;
         t->tls_container_ = nullptr;
@@ -1030,10 +1028,11 @@ private:
             }
             top_ = nullptr;
         }
-        // No reader may use a hierarchy that is being destroyed; the grace period covers readers
-        // that looked at retired objects just before. From inside a read section it would wait
-        // on itself, and that section cannot be reading this hierarchy's retired objects anyway.
-        if (!detail::in_read_section()) detail::synchronize();
+        // The grace period covers readers that looked at retired objects just before. Where the
+        // caller may not wait for one (inside a read section, or on a thread others wait for),
+        // the objects go at once: the contract is that nobody uses a hierarchy being destroyed,
+        // and that includes readers on other threads still inside sections that read it.
+        if (detail::may_wait_for_grace_period()) detail::synchronize();
         detail::reclaim_chain(std::exchange(retired_, nullptr));
         for (std::size_t i = nsubsys_; i-- > 0;) ops_[i].delete_subsystem(ops_[i].subsystem);
     }

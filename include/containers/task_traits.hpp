@@ -253,17 +253,20 @@ struct thread_task_traits {
     }
 
     /// The calling thread's tid, cached per thread (a fork child's copy is reset).
+    /// Async-signal-safe: no lazy initialisation, one system call the first time.
     static id_type self() noexcept {
-        if (cached_tid == 0) {
-            static bool const reset_in_child = ::pthread_atfork(nullptr, nullptr, [] { cached_tid = 0; }) == 0;
-            (void)reset_in_child;
-            cached_tid = static_cast<id_type>(::syscall(SYS_gettid));
-        }
+        if (cached_tid == 0) cached_tid = static_cast<id_type>(::syscall(SYS_gettid));
         return cached_tid;
     }
 
 private:
     static inline constinit thread_local id_type cached_tid = 0;
+    // Installed at program start, not on first use: self() may first run in a signal handler,
+    // where a function-local static's guard (a lock) must not be taken.
+    struct reset_in_fork_child {
+        reset_in_fork_child() noexcept { (void)::pthread_atfork(nullptr, nullptr, [] { cached_tid = 0; }); }
+    };
+    static inline reset_in_fork_child const reset_at_start_{};
     static constexpr unsigned pidfd_thread = O_EXCL;  // PIDFD_THREAD (Linux 6.9), absent from older headers
 
     // The inode of a pidfd where pidfds live in pidfs (unique per task); 0 elsewhere (before

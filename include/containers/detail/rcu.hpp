@@ -173,8 +173,17 @@ struct domain {
 };
 
 inline constinit domain global{};
-inline constinit thread_local reader* tls_reader = nullptr;
+// The calling thread's record. Atomic because a signal handler may claim one while the thread
+// itself is between claiming and publishing (claim() publishes with a CAS).
+inline constinit thread_local std::atomic<reader*> tls_reader{nullptr};
 inline constinit thread_local unsigned tls_anonymous_nesting = 0;
+// Non-zero while the thread may not wait for a grace period although it is outside any section:
+// something that waits for this thread may itself be inside one (see defer_grace_periods).
+inline constinit thread_local unsigned tls_grace_periods_deferred = 0;
+
+/// The value the pthread key holds for a thread that has no record but has been in an anonymous
+/// section: its exit must still end that section.
+inline void* anonymous_sentinel() noexcept { return &global.anonymous; }
 
 /// Calls f on every record, in the static block and in every mmapped one.
 template <class F>
@@ -194,43 +203,38 @@ inline void release_reader(reader& r) noexcept {
 // open sections, have run.
 inline void on_thread_exit(void* p) noexcept {
     if (auto hook = global.before_exit.load(std::memory_order_acquire)) hook();
-    if (tls_reader == p) tls_reader = nullptr;
+    if (tls_anonymous_nesting != 0) {  // it exited inside an anonymous section
+        tls_anonymous_nesting = 0;
+        global.anonymous.fetch_sub(1, std::memory_order_release);
+    }
+    if (p == anonymous_sentinel()) return;
+    reader* expected = static_cast<reader*>(p);
+    tls_reader.compare_exchange_strong(expected, nullptr, std::memory_order_relaxed);
     release_reader(*static_cast<reader*>(p));
 }
 
 inline void fork_child() noexcept {
     // Only the forking thread exists in the child: every other record belongs to a thread that
     // will never end its sections.
-    for_each_reader([](reader& r) {
-        if (&r != tls_reader) release_reader(r);
+    reader const* mine = tls_reader.load(std::memory_order_relaxed);
+    for_each_reader([mine](reader& r) {
+        if (&r != mine) release_reader(r);
     });
     global.anonymous.store(tls_anonymous_nesting != 0 ? 1 : 0, std::memory_order_relaxed);
-    if (global.mode.load(std::memory_order_relaxed) == mode_membarrier &&
-        ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) {
-        global.mode.store(mode_fence, std::memory_order_relaxed);  // one thread: no reader to race
+    // One thread, no reader to race: the mode may change here. A fork during another thread's
+    // decision leaves it undecided (no thread would finish it); a registration that the child
+    // lost is made again, or readers fence from now on.
+    int const mode = global.mode.load(std::memory_order_relaxed);
+    if (mode == mode_deciding) global.mode.store(mode_undecided, std::memory_order_relaxed);
+    if (mode == mode_membarrier && ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) {
+        global.mode.store(mode_fence, std::memory_order_relaxed);
     }
     if (auto hook = global.fork_child.load(std::memory_order_acquire)) hook();
 }
 
 /// Creates the pthread key and the fork handler, once. Runs at program start (below); a thread
 /// started by another static initializer may get here first, and then waits for the winner.
-inline void setup() noexcept {
-    int expected = 0;
-    if (global.setup.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
-        if (::pthread_key_create(&global.key, on_thread_exit) != 0) fatal("containers: no pthread key for the RCU reader records\n");
-        if (::pthread_atfork(nullptr, nullptr, fork_child) != 0) fatal("containers: cannot install the RCU fork handler\n");
-        global.setup.store(2, std::memory_order_release);
-        return;
-    }
-    while (global.setup.load(std::memory_order_acquire) != 2) ::sched_yield();
-}
-
-struct setup_at_start {
-    setup_at_start() noexcept { setup(); }
-};
-inline setup_at_start const run_setup_at_start{};
-
-/// The membarrier mode, decided by the first writer (readers fence until then).
+/// The membarrier mode, decided once (readers fence until then).
 [[nodiscard]] inline int decided_mode() noexcept {
     int m = global.mode.load(std::memory_order_acquire);
     if (m == mode_membarrier || m == mode_fence) return m;
@@ -242,6 +246,27 @@ inline setup_at_start const run_setup_at_start{};
     while ((m = global.mode.load(std::memory_order_acquire)) == mode_deciding) ::sched_yield();
     return m;
 }
+
+/// Creates the pthread key and the fork handler, and decides the membarrier mode, once. Runs at
+/// program start (below), while the process is normally single-threaded, so that registering
+/// membarrier is cheap and no fork can happen in the middle of it; a thread started by another
+/// static initializer may get here first, and then waits for the winner.
+inline void setup() noexcept {
+    int expected = 0;
+    if (global.setup.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+        if (::pthread_key_create(&global.key, on_thread_exit) != 0) fatal("containers: no pthread key for the RCU reader records\n");
+        if (::pthread_atfork(nullptr, nullptr, fork_child) != 0) fatal("containers: cannot install the RCU fork handler\n");
+        (void)decided_mode();
+        global.setup.store(2, std::memory_order_release);
+        return;
+    }
+    while (global.setup.load(std::memory_order_acquire) != 2) ::sched_yield();
+}
+
+struct setup_at_start {
+    setup_at_start() noexcept { setup(); }
+};
+inline setup_at_start const run_setup_at_start{};
 
 // A new block from mmap, with its first record claimed, pushed onto the list.
 inline reader* grow() noexcept {
@@ -257,6 +282,8 @@ inline reader* grow() noexcept {
 }
 
 /// The calling thread's first section: claims a record. Lock-free and async-signal-safe.
+// A signal handler may interrupt this at any point and claim a record of its own: the first
+// to publish into tls_reader wins, the other gives its record back.
 [[gnu::noinline, gnu::cold]] inline reader* claim() noexcept {
     reader* mine = nullptr;
     for_each_reader([&](reader& r) {
@@ -268,11 +295,16 @@ inline reader* grow() noexcept {
     if (mine == nullptr) mine = grow();
     if (mine == nullptr) return nullptr;
     if (global.setup.load(std::memory_order_acquire) != 2) setup();
+    reader* published = nullptr;
+    if (!tls_reader.compare_exchange_strong(published, mine, std::memory_order_relaxed)) {
+        release_reader(*mine);  // a handler published one meanwhile
+        return published;
+    }
     if (::pthread_setspecific(global.key, mine) != 0) {
-        release_reader(*mine);  // no exit hook: it could never be given back
+        tls_reader.store(nullptr, std::memory_order_relaxed);  // no exit hook: it could never be given back
+        release_reader(*mine);
         return nullptr;
     }
-    tls_reader = mine;
     return mine;
 }
 
@@ -294,31 +326,60 @@ inline void backoff(unsigned& spins) noexcept {
 }  // namespace rcu
 
 [[nodiscard]] inline bool in_read_section() noexcept {
-    rcu::reader const* r = rcu::tls_reader;
+    rcu::reader const* r = rcu::tls_reader.load(std::memory_order_relaxed);
     return rcu::tls_anonymous_nesting != 0 || (r != nullptr && (r->ctr.load(std::memory_order_relaxed) & rcu::nest_mask) != 0);
 }
 
+/// Whether the calling thread may wait for a grace period now: outside any section, and not a
+/// thread that something inside a section may be waiting for (defer_grace_periods).
+[[nodiscard]] inline bool may_wait_for_grace_period() noexcept {
+    return rcu::tls_grace_periods_deferred == 0 && !in_read_section();
+}
+
+/// While one exists, the calling thread defers its grace periods (reclamation waits for a later
+/// operation). For threads that others wait for, possibly from inside a read section: an exiting
+/// thread reporting its bindings to a hierarchy being destroyed, a release agent's worker that
+/// teardown waits for.
+class defer_grace_periods {
+public:
+    defer_grace_periods() noexcept { ++rcu::tls_grace_periods_deferred; }
+    ~defer_grace_periods() { --rcu::tls_grace_periods_deferred; }
+    defer_grace_periods(defer_grace_periods const&) = delete;
+    defer_grace_periods& operator=(defer_grace_periods const&) = delete;
+};
+
 inline void rcu_read_lock() noexcept {
-    rcu::reader* r = rcu::tls_reader;
+    rcu::reader* r = rcu::tls_reader.load(std::memory_order_relaxed);
     if (r == nullptr || rcu::tls_anonymous_nesting != 0) [[unlikely]] {
         if (rcu::tls_anonymous_nesting == 0) r = rcu::claim();
         if (r == nullptr || rcu::tls_anonymous_nesting != 0) {
-            // Count first, then nest: a signal between the two opens a section of its own.
-            if (rcu::tls_anonymous_nesting == 0) rcu::global.anonymous.fetch_add(1, std::memory_order_seq_cst);
+            // Count first, then nest: a signal between the two opens a section of its own. The
+            // key's sentinel makes thread exit end an anonymous section left open.
+            if (rcu::tls_anonymous_nesting == 0) {
+                if (::pthread_getspecific(rcu::global.key) == nullptr) (void)::pthread_setspecific(rcu::global.key, rcu::anonymous_sentinel());
+                rcu::global.anonymous.fetch_add(1, std::memory_order_seq_cst);
+                full_fence(rcu::global.fence_scratch);
+            }
             std::atomic_signal_fence(std::memory_order_seq_cst);
             ++rcu::tls_anonymous_nesting;
             return;
         }
     }
+    // Release stores: a writer that reads a later value of this word (a newer epoch) and so does
+    // not wait, still synchronizes with this thread's earlier sections.
     std::uint64_t const v = r->ctr.load(std::memory_order_relaxed);
+    bool const membarrier = rcu::global.mode.load(std::memory_order_relaxed) == rcu::mode_membarrier;
     if ((v & rcu::nest_mask) != 0) {
         assert((v & rcu::nest_mask) != rcu::nest_mask && "containers: read sections nested too deep");
-        r->ctr.store(v + 1, std::memory_order_relaxed);
+        r->ctr.store(v + 1, std::memory_order_release);
+        // With fences, a signal handler's nested section may begin before the interrupted
+        // outermost one fenced: fence here too (fence mode is the slow path anyway).
+        if (!membarrier) full_fence(r->ctr);
         return;
     }
     std::uint64_t const g = rcu::global.gp.load(std::memory_order_acquire);
-    r->ctr.store(g, std::memory_order_relaxed);
-    if (rcu::global.mode.load(std::memory_order_relaxed) == rcu::mode_membarrier) {
+    r->ctr.store(g, std::memory_order_release);
+    if (membarrier) {
         std::atomic_signal_fence(std::memory_order_seq_cst);  // membarrier in synchronize() does the rest
     } else {
         full_fence(r->ctr);
@@ -326,7 +387,7 @@ inline void rcu_read_lock() noexcept {
 }
 
 inline void rcu_read_unlock() noexcept {
-    rcu::reader* r = rcu::tls_reader;
+    rcu::reader* r = rcu::tls_reader.load(std::memory_order_relaxed);
     if (rcu::tls_anonymous_nesting != 0) {
         bool const outermost = --rcu::tls_anonymous_nesting == 0;
         std::atomic_signal_fence(std::memory_order_seq_cst);

@@ -59,6 +59,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "rcu.hpp"
 #include "syscalls.hpp"
 
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
@@ -345,6 +346,9 @@ private:
     static void* worker_main(void* arg) noexcept {
         block& b = *static_cast<block*>(arg);
         release_worker_of_this_thread = &b;
+        // teardown() waits for this thread, possibly from inside a read section: an agent that
+        // calls back into the hierarchy must not wait for a grace period here.
+        defer_grace_periods const defer;
         prepare_worker(b);
         using ms = std::chrono::milliseconds;
         ms poll{1};

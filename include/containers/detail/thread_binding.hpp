@@ -18,7 +18,14 @@
 //
 // fork(): the child's only thread is a new task that no hierarchy has been told about, so its
 // bindings (copied from the parent's thread) are dropped without reporting, and the registry's
-// lock is held across fork() so that the child inherits it unlocked.
+// lock is held across fork() so that the child inherits it unlocked. A dropped cache slot keeps
+// its old serial as a tombstone for as long as that hierarchy lives: the hierarchy's record of
+// the parent's thread still points at the slot and may store into it (when that record is moved
+// in the child), so the slot is not handed to another hierarchy meanwhile.
+//
+// A signal handler may read the bindings at any point of the owning thread's updates: writes are
+// ordered with signal fences so that it sees a slot's task and container before its serial, and
+// an overflow entry before the count that includes it.
 #pragma once
 
 #include <algorithm>
@@ -47,11 +54,12 @@ struct binding {
 /// the hierarchy stores here (under its callback lock) whenever the task moves, so that reading
 /// it is one load beside the serial check.
 struct fast_binding {
-    std::uint64_t serial = 0;          // written by the owning thread only
+    std::uint64_t serial = 0;          // written by the owning thread only; tombstone bit: see above
     void* task = nullptr;              // written by the owning thread only
     std::atomic<void*> container{};    // stored by the hierarchy, loaded by the owning thread
 };
 inline constexpr std::size_t fast_bindings = 16;
+inline constexpr std::uint64_t tombstone_bit = std::uint64_t{1} << 63;  // serials never get there
 inline constinit thread_local fast_binding tls_fast_bindings[fast_bindings] = {};
 
 /// Bindings that did not fit the cache: an array that only the owning thread touches.
@@ -131,8 +139,9 @@ private:
     static void after_fork_parent() noexcept { instance().mutex_.unlock(); }
     static void after_fork_child() noexcept {
         binding_registry& r = instance();
-        // The threads that held pins do not exist here.
+        // The threads that held pins, or waited for them, do not exist here.
         for (auto const& p : r.owners_) p.second->pins_ = 0;
+        new (&r.unpinned_) std::condition_variable;
         r.mutex_.unlock();
     }
 
@@ -142,21 +151,39 @@ private:
     std::vector<std::pair<std::uint64_t, binding_owner*>> owners_;  // guarded by mutex_
 };
 
-/// Forgets every binding of the calling thread; reports them to their hierarchies if `report`.
-inline void drop_thread_bindings(bool report) noexcept {
+// Empties the overflow array, count first, so that a signal handler never reads a freed array.
+inline overflow_bindings take_overflow() noexcept {
+    overflow_bindings o = tls_overflow;
+    tls_overflow.size = 0;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    tls_overflow.items = nullptr;
+    tls_overflow.capacity = 0;
+    return o;
+}
+
+/// At thread exit: reports every binding to its hierarchy and forgets it.
+inline void report_thread_exit() noexcept {
     for (fast_binding& b : tls_fast_bindings) {
         if (b.serial == 0) continue;
-        binding const gone{std::exchange(b.serial, 0), std::exchange(b.task, nullptr)};
-        if (report) binding_registry::instance().thread_exited(gone);
+        binding const gone{b.serial, b.task};
+        b.serial = 0;
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        b.task = nullptr;
+        if ((gone.serial & tombstone_bit) == 0) binding_registry::instance().thread_exited(gone);
     }
     // Reporting may run hooks that bind again (rarely): take the array first, then report.
-    overflow_bindings o = std::exchange(tls_overflow, overflow_bindings{});
-    for (std::size_t i = 0; report && i < o.size; ++i) binding_registry::instance().thread_exited(o.items[i]);
+    overflow_bindings const o = take_overflow();
+    for (std::size_t i = 0; i < o.size; ++i) binding_registry::instance().thread_exited(o.items[i]);
     ::operator delete(o.items, std::nothrow);
 }
 
-inline void report_thread_exit() noexcept { drop_thread_bindings(true); }
-inline void forget_bindings_in_fork_child() noexcept { drop_thread_bindings(false); }
+/// In a fork child: the thread is a new task. Its slots become tombstones (see above).
+inline void forget_bindings_in_fork_child() noexcept {
+    for (fast_binding& b : tls_fast_bindings) {
+        if (b.serial != 0) b.serial |= tombstone_bit;
+    }
+    ::operator delete(take_overflow().items, std::nothrow);
+}
 
 /// The calling thread's cache slot for the hierarchy with this serial.
 [[nodiscard]] inline fast_binding& fast_slot(std::uint64_t serial) noexcept { return tls_fast_bindings[serial % fast_bindings]; }
@@ -181,13 +208,17 @@ struct bind_result {
 /// Binds the calling thread's task of hierarchy `serial`. Call under the hierarchy's callback
 /// lock. The thread-exit hook is armed by claiming the thread's reader record first.
 [[nodiscard]] inline bind_result bind_this_thread(std::uint64_t serial, void* task, void* container) noexcept {
-    if (rcu::tls_reader == nullptr && rcu::claim() == nullptr) return {};  // no exit hook possible
+    if (rcu::tls_reader.load(std::memory_order_relaxed) == nullptr && rcu::claim() == nullptr) return {};  // no exit hook possible
     rcu::global.before_exit.store(report_thread_exit, std::memory_order_release);
     rcu::global.fork_child.store(forget_bindings_in_fork_child, std::memory_order_release);
     fast_binding& fast = fast_slot(serial);
-    if (fast.serial == 0 || fast.serial == serial || !binding_registry::instance().live(fast.serial)) {
+    std::uint64_t const occupant = fast.serial & ~tombstone_bit;
+    if (fast.serial == 0 || fast.serial == serial || !binding_registry::instance().live(occupant)) {
+        fast.serial = 0;  // never a matching serial beside another hierarchy's task
+        std::atomic_signal_fence(std::memory_order_seq_cst);
         fast.container.store(container, std::memory_order_relaxed);
         fast.task = task;
+        std::atomic_signal_fence(std::memory_order_seq_cst);
         fast.serial = serial;
         return {true, &fast.container};
     }
@@ -203,10 +234,15 @@ struct bind_result {
         auto* items = static_cast<binding*>(::operator new(cap * sizeof(binding), std::nothrow));
         if (items == nullptr) return {};
         std::copy(o.items, o.items + o.size, items);
-        ::operator delete(std::exchange(o.items, items), std::nothrow);
+        binding* const old = o.items;
+        o.items = items;  // the copy holds every counted entry
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        ::operator delete(old, std::nothrow);
         o.capacity = cap;
     }
-    o.items[o.size++] = {serial, task};
+    o.items[o.size] = {serial, task};
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // the entry, then the count
+    ++o.size;
     return {true, nullptr};
 }
 
@@ -214,13 +250,23 @@ inline void unbind_this_thread(std::uint64_t serial) noexcept {
     fast_binding& fast = fast_slot(serial);
     if (fast.serial == serial) {
         fast.serial = 0;
+        std::atomic_signal_fence(std::memory_order_seq_cst);
         fast.task = nullptr;
         return;
     }
     overflow_bindings& o = tls_overflow;
     for (std::size_t i = 0; i < o.size; ++i) {
         if (o.items[i].serial == serial) {
-            o.items[i] = o.items[--o.size];
+            // Overwrite with the last entry (serial last), then drop the count: a handler in
+            // between sees no match or the last entry twice, never a torn one.
+            binding const last = o.items[o.size - 1];
+            o.items[i].serial = 0;
+            std::atomic_signal_fence(std::memory_order_seq_cst);
+            o.items[i].task = last.task;
+            std::atomic_signal_fence(std::memory_order_seq_cst);
+            o.items[i].serial = last.serial;
+            std::atomic_signal_fence(std::memory_order_seq_cst);
+            --o.size;
             return;
         }
     }
