@@ -35,6 +35,13 @@ std::string read(H& h, std::string_view path) {
     return out;
 }
 
+// Creates the cpuset at `path` with `cpus` and node 0, through the path interface.
+void make_cpuset(H& h, std::string const& path, std::string const& cpus) {
+    REQUIRE_FALSE(fs::mkdir(h, path));
+    REQUIRE_FALSE(fs::write(h, path + "/cpuset.cpus", cpus));
+    REQUIRE_FALSE(fs::write(h, path + "/cpuset.mems", "0"));
+}
+
 // The machine's first two CPUs that this process may use, or nothing on a one-CPU machine.
 struct two_cpus {
     std::size_t a = cpumask::npos, b = cpumask::npos;
@@ -76,9 +83,7 @@ TEST_CASE("a failed cpuset.cpus write leaves the masks and the threads' affinity
     H h;
     subsystem_handle<cpuset, H> cs;
     REQUIRE_FALSE(h.register_subsystem(cs));
-    REQUIRE_FALSE(fs::mkdir(h, "/a"));
-    REQUIRE_FALSE(fs::write(h, "/a/cpuset.cpus", cpus.both().to_list()));
-    REQUIRE_FALSE(fs::write(h, "/a/cpuset.mems", "0"));
+    make_cpuset(h, "/a", cpus.both().to_list());
     parked_threads t(3);
     for (pid_t tid : t.tids()) REQUIRE_FALSE(fs::write(h, "/a/tasks", std::to_string(tid)));
     std::string const one = std::to_string(cpus.b);
@@ -132,9 +137,7 @@ TEST_CASE("attach sets each thread's affinity before the commit and puts it back
     H h;
     subsystem_handle<cpuset, H> cs;
     REQUIRE_FALSE(h.register_subsystem(cs));
-    REQUIRE_FALSE(fs::mkdir(h, "/a"));
-    REQUIRE_FALSE(fs::write(h, "/a/cpuset.cpus", std::to_string(cpus.b)));
-    REQUIRE_FALSE(fs::write(h, "/a/cpuset.mems", "0"));
+    make_cpuset(h, "/a", std::to_string(cpus.b));
     parked_threads t(3);
     H::container* a = nullptr;
     REQUIRE_FALSE(h.lookup("/a", a));
@@ -212,9 +215,7 @@ TEST_CASE("a SCHED_DEADLINE thread the kernel will not restrict fails the attach
     H h;
     subsystem_handle<cpuset, H> cs;
     REQUIRE_FALSE(h.register_subsystem(cs));
-    REQUIRE_FALSE(fs::mkdir(h, "/c"));
-    REQUIRE_FALSE(fs::write(h, "/c/cpuset.cpus", std::to_string(cpus.b)));
-    REQUIRE_FALSE(fs::write(h, "/c/cpuset.mems", "0"));
+    make_cpuset(h, "/c", std::to_string(cpus.b));
     H::container* c = nullptr;
     REQUIRE_FALSE(h.lookup("/c", c));
     pid_t const ids[] = {plain.tid(0), dl.tid()};  // the plain one is applied first, then undone
@@ -236,9 +237,7 @@ TEST_CASE("a kernel thread that may not change affinity is refused with EINVAL b
     H h;
     subsystem_handle<cpuset, H> cs;
     REQUIRE_FALSE(h.register_subsystem(cs));
-    REQUIRE_FALSE(fs::mkdir(h, "/k"));
-    REQUIRE_FALSE(fs::write(h, "/k/cpuset.cpus", read(h, "/cpuset.cpus")));
-    REQUIRE_FALSE(fs::write(h, "/k/cpuset.mems", "0"));
+    make_cpuset(h, "/k", read(h, "/cpuset.cpus"));
     parked_threads plain(1);
     cpumask const before = real_affinity(kthread);
     syscall_fault counting(-1, 0, static_cast<int>(sys::call::sched_setaffinity));  // counts, fails nothing
@@ -255,9 +254,7 @@ TEST_CASE("request_affinity that the kernel refuses leaves the request and the a
     H h;
     subsystem_handle<cpuset, H> cs;
     REQUIRE_FALSE(h.register_subsystem(cs));
-    REQUIRE_FALSE(fs::mkdir(h, "/a"));
-    REQUIRE_FALSE(fs::write(h, "/a/cpuset.cpus", cpus.both().to_list()));
-    REQUIRE_FALSE(fs::write(h, "/a/cpuset.mems", "0"));
+    make_cpuset(h, "/a", cpus.both().to_list());
     parked_threads t(1);
     REQUIRE_FALSE(fs::write(h, "/a/tasks", std::to_string(t.tid(0))));
     {
@@ -282,12 +279,8 @@ TEST_CASE("hotplug that would leave no CPU or no node online is refused and chan
     subsystem_handle<cpuset, H> cs;
     topology const machine = topology::custom(cpus.both(), cpumask::range(0, 0), cpus.b + 1, 1);
     REQUIRE_FALSE(h.register_subsystem(cs, machine));
-    REQUIRE_FALSE(fs::mkdir(h, "/a"));
-    REQUIRE_FALSE(fs::write(h, "/a/cpuset.cpus", std::to_string(cpus.b)));
-    REQUIRE_FALSE(fs::write(h, "/a/cpuset.mems", "0"));
-    REQUIRE_FALSE(fs::mkdir(h, "/a/b"));
-    REQUIRE_FALSE(fs::write(h, "/a/b/cpuset.cpus", std::to_string(cpus.b)));
-    REQUIRE_FALSE(fs::write(h, "/a/b/cpuset.mems", "0"));
+    make_cpuset(h, "/a", std::to_string(cpus.b));
+    make_cpuset(h, "/a/b", std::to_string(cpus.b));
     parked_threads t(1);
     REQUIRE_FALSE(fs::write(h, "/a/b/tasks", std::to_string(t.tid(0))));
 

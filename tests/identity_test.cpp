@@ -25,25 +25,12 @@ using test::H;
 namespace {
 std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
 
-// The state letter of a task (field 3 of /proc/PID/stat); 0 where it is gone.
-char state_of_task(pid_t pid) {
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-    std::FILE* f = std::fopen(path, "re");
-    if (f == nullptr) return 0;
-    char buf[512];
-    std::size_t const n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[n] = 0;
-    char const* close = std::strrchr(buf, ')');
-    return close != nullptr && close[1] == ' ' ? close[2] : 0;
-}
 
 // A child that has exited and is not reaped: a zombie until kill_and_reap (or waitpid).
 pid_t spawn_zombie() {
     pid_t const pid = ::fork();
     if (pid == 0) ::_exit(0);
-    while (state_of_task(pid) != 'Z') ::usleep(1000);
+    while (test::task_state(pid) != 'Z') ::usleep(1000);
     return pid;
 }
 
@@ -66,7 +53,7 @@ struct signalled_child {
     }
     void exit_now() {
         (void)!::write(go, "x", 1);
-        while (state_of_task(pid) != 'Z') ::usleep(1000);
+        while (test::task_state(pid) != 'Z') ::usleep(1000);
     }
     ~signalled_child() {
         ::close(go);
@@ -291,7 +278,7 @@ TEST_CASE("a process's main thread that exited while another thread runs is not 
     REQUIRE_FALSE(fs::write(h, "/a/tasks", std::to_string(child)));
     (void)!::write(go[1], "x", 1);
     ::close(go[1]);
-    while (state_of_task(child) != 'Z') ::usleep(1000);
+    while (test::task_state(child) != 'Z') ::usleep(1000);
     std::string listed;
     REQUIRE_FALSE(fs::read(h, "/a/tasks", listed));
     CHECK(listed.empty());

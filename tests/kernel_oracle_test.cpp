@@ -88,21 +88,6 @@ TEST_CASE("removal and attach errors match the kernel's", "[tree][tasks][kernel]
     CHECK(h.attach(missing, *sub).value() == kernel);
 }
 
-namespace {
-char task_state(pid_t pid) {
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-    std::FILE* f = std::fopen(path, "re");
-    if (f == nullptr) return 0;
-    char buf[512];
-    std::size_t const n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[n] = 0;
-    char const* close = std::strrchr(buf, ')');
-    return close != nullptr && close[1] == ' ' ? close[2] : 0;
-}
-}  // namespace
-
 TEST_CASE("zombies are accepted, not listed, and do not keep a container busy, as on the kernel", "[tasks][zombie][kernel]") {
     auto scratch = test::kernel_scratch::make();
     if (!scratch) CONTAINERS_SKIP("the cgroup v1 cpuset hierarchy is not mounted writable at /sys/fs/cgroup/cpuset");
@@ -124,7 +109,7 @@ TEST_CASE("zombies are accepted, not listed, and do not keep a container busy, a
     SECTION("a zombie written to tasks and cgroup.procs") {
         pid_t const z = ::fork();
         if (z == 0) ::_exit(0);
-        while (task_state(z) != 'Z') ::usleep(1000);
+        while (test::task_state(z) != 'Z') ::usleep(1000);
         both("write", "/z/tasks", std::to_string(z));
         both("write", "/z/cgroup.procs", std::to_string(z));
         both("read", "/z/tasks");
@@ -147,7 +132,7 @@ TEST_CASE("zombies are accepted, not listed, and do not keep a container busy, a
         CHECK(both("read", "/z/tasks").content == std::to_string(child) + "\n");
         (void)!::write(go[1], "x", 1);
         ::close(go[1]);
-        while (task_state(child) != 'Z') ::usleep(1000);
+        while (test::task_state(child) != 'Z') ::usleep(1000);
         both("read", "/z/tasks");
         both("read", "/z/cgroup.procs");
         both("rmdir", "/z");

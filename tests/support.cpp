@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -93,6 +94,19 @@ outcome kernel_op(std::string const& root, std::string const& op, std::string co
         ::close(fd);
     }
     return o;
+}
+
+char task_state(pid_t pid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+    std::FILE* f = std::fopen(path, "re");
+    if (f == nullptr) return 0;
+    char buf[512];
+    std::size_t const n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    char const* close = std::strrchr(buf, ')');
+    return close != nullptr && close[1] == ' ' ? close[2] : 0;
 }
 
 pid_t spawn_sleeper() {

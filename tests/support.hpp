@@ -172,6 +172,9 @@ outcome library_op(Hier& h, std::string const& op, std::string const& path, std:
     return o;
 }
 
+/// The state letter of a task (field 3 of /proc/PID/stat: R, S, Z...); 0 where it is gone.
+char task_state(pid_t pid);
+
 /// Creates a pid that runs until killed (a child process), and reaps it.
 pid_t spawn_sleeper();
 void kill_and_reap(pid_t pid);
