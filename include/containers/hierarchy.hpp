@@ -27,6 +27,7 @@
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -166,14 +167,8 @@ public:
     /// so no lock is needed while `c` is valid. Iterative: any depth works.
     [[nodiscard]] std::string path(container const& c) const {
         if (c.is_top()) return "/";
-        std::size_t len = 0;
-        for (container const* p = &c; !p->is_top(); p = p->parent_) len += p->name().size() + 1;
-        std::string out(len, '/');
-        for (container const* p = &c; !p->is_top(); p = p->parent_) {
-            len -= p->name().size();
-            std::copy(p->name().begin(), p->name().end(), out.begin() + static_cast<std::ptrdiff_t>(len));
-            --len;
-        }
+        std::string out(path_size(c), '/');
+        write_path(c, out.data());
         return out;
     }
 
@@ -938,16 +933,23 @@ private:
         if (!releases_.has_agent()) return;
         // The path is written into the event itself, which push allocates without throwing: a
         // release without memory is dropped and counted, never an exception out of noexcept.
+        releases_.push(path_size(c), [&c](char* out) noexcept { write_path(c, out); });
+    }
+
+    // The length of a non-top container's path ("/a/b"), and the path written into `out`, which
+    // has room for it. Iterative: any depth. Names and parents are immutable.
+    static std::size_t path_size(container const& c) noexcept {
         std::size_t len = 0;
         for (container const* p = &c; !p->is_top(); p = p->parent_) len += p->name().size() + 1;
-        releases_.push(len, [&c, len](char* out) noexcept {
-            std::size_t end = len;
-            for (container const* p = &c; !p->is_top(); p = p->parent_) {
-                end -= p->name().size();
-                std::memcpy(out + end, p->name().data(), p->name().size());
-                out[--end] = '/';
-            }
-        });
+        return len;
+    }
+    static void write_path(container const& c, char* out) noexcept {
+        std::size_t end = path_size(c);
+        for (container const* p = &c; !p->is_top(); p = p->parent_) {
+            end -= p->name().size();
+            std::memcpy(out + end, p->name().data(), p->name().size());
+            out[--end] = '/';
+        }
     }
 
     void retire(container& c) noexcept {
