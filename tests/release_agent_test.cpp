@@ -253,6 +253,19 @@ bool has_sys_admin() {
 }
 }  // namespace
 
+TEST_CASE("writing an empty or blank release_agent clears the program", "[release]") {
+    // Found by the path fuzzer under UBSan: a blank value strips to an empty view with no data.
+    test::H h;
+    h.set_release_agent_program("/bin/true");
+    for (char const* blank : {"\n", " ", "\t \n"}) {
+        REQUIRE_FALSE(containers::fs::write(h, "/release_agent", blank));
+        CHECK(h.release_agent_program().empty());
+        h.set_release_agent_program("/bin/true");
+    }
+    h.set_release_agent_program("");
+    CHECK(h.release_agent_program().empty());
+}
+
 TEST_CASE("writing release_agent through the path interface needs CAP_SYS_ADMIN", "[release][security]") {
     H h;
     std::string out;

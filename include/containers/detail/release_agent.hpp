@@ -177,7 +177,7 @@ public:
         path = path.substr(0, std::min(max_program, path.find('\0')));
         std::lock_guard g(b.mutex);
         if (b.stopping) return;
-        std::memcpy(b.program, path.data(), path.size());
+        if (!path.empty()) std::memcpy(b.program, path.data(), path.size());  // an empty view may hold no pointer
         b.program[path.size()] = '\0';
         b.armed.store(b.agent != nullptr || b.program[0] != '\0', std::memory_order_release);
     }
