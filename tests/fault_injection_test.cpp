@@ -23,6 +23,13 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+// The replaceable operators here allocate with malloc and free with free, which is their point;
+// g++ inlines them into the standard library at -O1 and above and then warns that free() meets
+// operator new (-Wmismatched-new-delete, a false positive for replaced operators).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 namespace {
 
 constinit thread_local bool alloc_armed = false;

@@ -11,6 +11,13 @@
 #include <new>
 #include <string>
 
+// The replaceable operators here allocate with malloc and free with free, which is their point;
+// g++ inlines them into the standard library at -O1 and above and then warns that free() meets
+// operator new (-Wmismatched-new-delete, a false positive for replaced operators).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 namespace {
 thread_local bool fail_allocations = false;
 
