@@ -180,6 +180,11 @@ TEST_CASE("a thread whose tid was reused starts afresh, without the old thread's
 }
 
 TEST_CASE("a zombie is accepted on write, is not listed, and does not keep its container busy", "[tasks][zombie]") {
+#if defined(__SANITIZE_THREAD__)
+    // ThreadSanitizer starts a thread of its own in every forked child, so the child that exits
+    // is a group leader whose group lives on for a moment, which the kernel still lists.
+    CONTAINERS_SKIP("a forked child is not a single thread under ThreadSanitizer");
+#endif
     H h;
     REQUIRE_FALSE(fs::mkdir(h, "/a"));
     std::string listed;

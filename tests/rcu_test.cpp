@@ -277,25 +277,28 @@ TEST_CASE("signal handlers that open read sections at any point are protected", 
     struct sigaction old{};
     REQUIRE(::sigaction(SIGUSR1, &sa, &old) == 0);
 
+    // A fixed number of grace periods; the readers read (and take signals) until they are over.
     constexpr int readers = 2;
-    constexpr int reads_per_reader = 200'000;
-    std::atomic<int> done{0};
+    constexpr int rounds = 3000;
+    std::atomic<bool> go{false}, over{false};
     std::vector<std::thread> threads;
     std::atomic<pid_t> tids[readers] = {};
     for (int k = 0; k < readers; ++k) {
         threads.emplace_back([&, k] {
             tids[k] = thread_task_traits::self();
-            for (int i = 0; i < reads_per_reader; ++i) {
+            while (!go.load()) std::this_thread::yield();
+            for (int i = 0; !over.load(std::memory_order_relaxed); ++i) {
                 t.read_once(i % 8);
                 t.sections.fetch_add(1, std::memory_order_relaxed);
             }
-            done.fetch_add(1);
         });
     }
     for (auto& tid : tids) wait_until([&] { return tid.load() != 0; });
     {
         thread_timer t0(tids[0], 20'000), t1(tids[1], 20'000);  // a signal every 20 us to each reader
-        while (done.load() < readers) t.write_rounds(10);
+        go = true;
+        t.write_rounds(rounds);
+        over = true;
     }
     for (auto& th : threads) th.join();
     ::sigaction(SIGUSR1, &old, nullptr);
