@@ -47,14 +47,17 @@ blocks() {
         lang = $0; sub(/^[ ]*```[ ]*/, "", lang); sub(/[ ].*$/, "", lang)
         if (lang == "") lang = "-"   # bash read collapses empty fields between tabs
         m = marker(prev); if (m == "") m = "-"
-        printf "%d\t%s\t%s\n", NR, lang, m
+        n++; at[n] = NR; langs[n] = lang; marks[n] = m
         infence = 1
       } else if (infence && match($0, /^ ? ? ?```[ ]*$/)) {
         infence = 0
       }
       prev = $0
     }
-    END { if (infence) printf "%d\tUNTERMINATED\t-\n", NR }
+    END {
+      if (infence) langs[n] = "UNTERMINATED"
+      for (i = 1; i <= n; i++) printf "%d\t%s\t%s\n", at[i], langs[i], marks[i]
+    }
   ' "$1"
 }
 
