@@ -2,6 +2,7 @@
 // in /sys/fs/cgroup/cpuset.
 //
 //   cgsh [--porcelain] [SCRIPT | -c 'COMMANDS']     (standard input when neither is given)
+//   cgsh --mount DIR     serve the hierarchy at DIR as a filesystem until interrupted (FUSE builds)
 //
 // Commands, one per line, '#' starts a comment:
 //   mkdir PATH | rmdir PATH | echo [-n] VALUE... > PATH | cat PATH | ls [PATH]
@@ -19,6 +20,10 @@
 // "ok OUTPUT" (the backslash and every byte that is not printable ASCII escaped: \n \t \r, else
 // \xHH), or "err ENAME"; a failure also prints "cgsh: LINE: ENAME (message)" on standard error.
 #include <containers/containers.hpp>
+#if CONTAINERS_HAVE_FUSE
+#include <containers/fuse.hpp>
+#include <csignal>
+#endif
 
 #include <algorithm>
 #include <cctype>
@@ -196,6 +201,8 @@ public:
         }
     }
 
+    hierarchy& tree() noexcept { return h_; }
+
     // Runs one line. Output goes to `out`; on failure `why` says what was wrong, in words.
     std::error_code run(std::string const& line, std::string& out, bool& is_command, std::string& why) {
         std::vector<std::string> w;
@@ -321,8 +328,34 @@ char const* errno_name(int e) {
 }
 
 int usage() {
-    std::fputs("usage: cgsh [--porcelain] [SCRIPT | -c 'COMMANDS']\n", stderr);
+    std::fputs("usage: cgsh [--porcelain] [SCRIPT | -c 'COMMANDS'] | cgsh --mount DIR\n", stderr);
     return 2;
+}
+
+// Serves the shell's hierarchy at `dir` until SIGINT or SIGTERM.
+int serve(char const* dir) {
+#if CONTAINERS_HAVE_FUSE
+    // Blocked before any thread starts, so that libfuse's threads leave the signals to sigwait.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    ::pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    shell sh;
+    std::error_code ec;
+    containers::fuse::mounted m = containers::fuse::mount(sh.tree(), dir, {}, ec);
+    if (ec) {
+        std::fprintf(stderr, "cgsh: mount %s: %s\n", dir, ec.message().c_str());
+        return 1;
+    }
+    std::fprintf(stderr, "cgsh: serving at %s until interrupted\n", dir);
+    int sig = 0;
+    ::sigwait(&stop, &sig);
+    return 0;  // m unmounts
+#else
+    std::fprintf(stderr, "cgsh: --mount %s: built without FUSE (libfuse3)\n", dir);
+    return 2;
+#endif
 }
 
 }  // namespace
@@ -333,7 +366,9 @@ int main(int argc, char** argv) {
     std::istream* in = &std::cin;
     for (int i = 1; i < argc; ++i) {
         std::string const a = argv[i];
-        if (a == "--porcelain") {
+        if (a == "--mount" && argc == 3 && i == 1) {
+            return serve(argv[2]);
+        } else if (a == "--porcelain") {
             porcelain = true;
         } else if (a == "-c" && i + 1 < argc) {
             owned = std::make_unique<std::istringstream>(argv[++i]);

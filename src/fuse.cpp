@@ -1,0 +1,269 @@
+// containers::fuse: libfuse3's high-level (path) API over containers::fuse::operations.
+// See include/containers/fuse.hpp for what is served and how.
+#define FUSE_USE_VERSION 312
+#include <containers/fuse.hpp>
+
+#include <fuse3/fuse.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <string>
+#include <sys/stat.h>
+#include <thread>
+
+namespace containers::fuse::detail {
+
+struct session {
+    std::unique_ptr<operations> ops;
+    options opt;
+    std::string dir;
+    timespec mounted_at{};
+    struct ::fuse* f = nullptr;
+    std::thread loop;
+};
+
+namespace {
+
+session& self() noexcept { return *static_cast<session*>(::fuse_get_context()->private_data); }
+
+int fail(std::error_code ec) noexcept { return ec ? -ec.value() : 0; }
+
+// The snapshot a reading open takes (kernfs fills a seq file's buffer once, then serves reads
+// from it).
+struct open_file {
+    std::string content;
+};
+
+void* on_init(fuse_conn_info*, fuse_config* cfg) {
+    // Nothing cached: each lookup and getattr asks the hierarchy, which the host changes too.
+    cfg->entry_timeout = 0;
+    cfg->negative_timeout = 0;
+    cfg->attr_timeout = 0;
+    cfg->direct_io = 1;  // one write(2) is one write request; reads bypass the page cache (size 0)
+    cfg->kernel_cache = 0;
+    return ::fuse_get_context()->private_data;
+}
+
+int on_getattr(char const* path, struct stat* st, fuse_file_info*) {
+    session& s = self();
+    node n;
+    if (std::error_code ec = s.ops->stat(path, n)) return fail(ec);
+    std::memset(st, 0, sizeof *st);
+    st->st_uid = s.opt.uid;
+    st->st_gid = s.opt.gid;
+    st->st_atim = st->st_mtim = st->st_ctim = s.mounted_at;
+    if (n.directory) {
+        st->st_mode = S_IFDIR | (std::strcmp(path, "/") == 0 ? (s.opt.top_mode & 07777) : 0755);
+        st->st_nlink = 2;
+    } else {
+        // As kernfs: S_IRUGO where there is a read handler, S_IWUSR where there is a write one.
+        st->st_mode = S_IFREG | (n.readable ? 0444 : 0) | (n.writable ? 0200 : 0);
+        st->st_nlink = 1;
+    }
+    return 0;
+}
+
+int on_readdir(char const* path, void* buf, fuse_fill_dir_t fill, off_t, fuse_file_info*, fuse_readdir_flags) {
+    std::vector<std::string> names;
+    if (std::error_code ec = self().ops->list(path, names)) return fail(ec);
+    fill(buf, ".", nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
+    fill(buf, "..", nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
+    for (auto const& n : names) {
+        if (fill(buf, n.c_str(), nullptr, 0, static_cast<fuse_fill_dir_flags>(0)) != 0) return -ENOMEM;
+    }
+    return 0;
+}
+
+int on_mkdir(char const* path, mode_t) { return fail(self().ops->mkdir(path)); }
+int on_rmdir(char const* path) { return fail(self().ops->rmdir(path)); }
+
+int on_open(char const* path, fuse_file_info* fi) {
+    session& s = self();
+    node n;
+    if (std::error_code ec = s.ops->stat(path, n)) return fail(ec);
+    int const acc = fi->flags & O_ACCMODE;
+    bool const reads = acc != O_WRONLY;
+    bool const writes = acc != O_RDONLY;
+    // kernfs refuses an open for an access its file has no handler for, root included.
+    if ((reads && !n.readable) || (writes && !n.writable)) return -EACCES;
+    fi->direct_io = 1;
+    fi->fh = 0;
+    if (reads) {
+        auto* f = new (std::nothrow) open_file;
+        if (f == nullptr) return -ENOMEM;
+        std::error_code ec;
+        try {
+            ec = s.ops->read(path, f->content);
+        } catch (...) {
+            ec = std::make_error_code(std::errc::not_enough_memory);
+        }
+        if (ec) {
+            delete f;
+            return fail(ec);
+        }
+        fi->fh = reinterpret_cast<std::uint64_t>(f);
+    }
+    return 0;
+}
+
+int on_read(char const*, char* buf, size_t size, off_t off, fuse_file_info* fi) {
+    auto* f = reinterpret_cast<open_file*>(fi->fh);
+    if (f == nullptr) return -EBADF;
+    if (off < 0) return -EINVAL;
+    auto const at = static_cast<std::size_t>(off);
+    if (at >= f->content.size()) return 0;
+    std::size_t const n = std::min(size, f->content.size() - at);
+    std::memcpy(buf, f->content.data() + at, n);
+    return static_cast<int>(n);
+}
+
+int on_write(char const* path, char const* buf, size_t size, off_t, fuse_file_info*) {
+    if (std::error_code ec = self().ops->write(path, std::string_view(buf, size))) return fail(ec);
+    return static_cast<int>(size);
+}
+
+int on_release(char const*, fuse_file_info* fi) {
+    delete reinterpret_cast<open_file*>(fi->fh);
+    fi->fh = 0;
+    return 0;
+}
+
+int on_truncate(char const* path, off_t, fuse_file_info*) {
+    // kernfs accepts a truncation (O_TRUNC on `echo >`) and changes nothing.
+    node n;
+    if (std::error_code ec = self().ops->stat(path, n)) return fail(ec);
+    return n.directory ? -EISDIR : 0;
+}
+
+int on_utimens(char const* path, timespec const*, fuse_file_info*) {
+    node n;  // `touch` of an existing file succeeds on cgroupfs; the times are not kept here
+    return fail(self().ops->stat(path, n));
+}
+
+// The kernel's answers on cgroupfs: no new files (open with O_CREAT: EACCES), nothing removed,
+// linked or made but directories.
+int on_create(char const*, mode_t, fuse_file_info*) { return -EACCES; }
+int on_mknod(char const*, mode_t, dev_t) { return -EPERM; }
+int on_unlink(char const*) { return -EPERM; }
+int on_symlink(char const*, char const*) { return -EPERM; }
+int on_link(char const*, char const*) { return -EPERM; }
+
+int on_rename(char const* from, char const* to, unsigned int) {
+    // cgroup1_rename: ENOTDIR for a file, EIO across parents. Renaming a directory in place is
+    // what the kernel allows and the library does not offer: EPERM.
+    node n;
+    if (std::error_code ec = self().ops->stat(from, n)) return fail(ec);
+    if (!n.directory) return -ENOTDIR;
+    std::string_view const a(from), b(to);
+    if (a.substr(0, a.rfind('/')) != b.substr(0, b.rfind('/'))) return -EIO;
+    return -EPERM;
+}
+
+fuse_operations make_operations() noexcept {
+    fuse_operations o{};
+    o.init = on_init;
+    o.getattr = on_getattr;
+    o.readdir = on_readdir;
+    o.mkdir = on_mkdir;
+    o.rmdir = on_rmdir;
+    o.open = on_open;
+    o.read = on_read;
+    o.write = on_write;
+    o.release = on_release;
+    o.truncate = on_truncate;
+    o.utimens = on_utimens;
+    o.create = on_create;
+    o.mknod = on_mknod;
+    o.unlink = on_unlink;
+    o.symlink = on_symlink;
+    o.link = on_link;
+    o.rename = on_rename;
+    return o;
+}
+
+struct ::fuse* make_fuse(session& s, bool auto_unmount) noexcept {
+    static fuse_operations const ops = make_operations();
+    fuse_args args = FUSE_ARGS_INIT(0, nullptr);
+    std::string opts = "default_permissions,fsname=containers,subtype=containers";
+    if (s.opt.allow_other) opts += ",allow_other";
+    if (auto_unmount) opts += ",auto_unmount";
+    bool ok = ::fuse_opt_add_arg(&args, "containers") == 0 && ::fuse_opt_add_arg(&args, "-o") == 0 &&
+              ::fuse_opt_add_arg(&args, opts.c_str()) == 0 && (!s.opt.debug || ::fuse_opt_add_arg(&args, "-d") == 0);
+    struct ::fuse* f = ok ? ::fuse_new(&args, &ops, sizeof ops, &s) : nullptr;
+    ::fuse_opt_free_args(&args);
+    if (f == nullptr) return nullptr;
+    if (::fuse_mount(f, s.dir.c_str()) != 0) {
+        ::fuse_destroy(f);
+        return nullptr;
+    }
+    return f;
+}
+
+}  // namespace
+
+void session_deleter::operator()(session* s) const noexcept {
+    if (s == nullptr) return;
+    if (s->f != nullptr) {
+        ::fuse_exit(s->f);
+        // A lazy unmount: the connection ends once nothing holds the mount, which wakes the
+        // serving threads (their read of /dev/fuse answers ENODEV).
+        ::fuse_unmount(s->f);
+        if (s->loop.joinable()) s->loop.join();
+        ::fuse_destroy(s->f);
+    }
+    delete s;
+}
+
+std::unique_ptr<session, session_deleter> start(std::unique_ptr<operations> ops, std::string const& dir,
+                                                options const& o, std::error_code& ec) noexcept {
+    ec.clear();
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) {
+        ec = containers::detail::errno_code(errno);
+        return nullptr;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        ec = containers::detail::errno_code(ENOTDIR);
+        return nullptr;
+    }
+    if (::access("/dev/fuse", R_OK | W_OK) != 0) {
+        ec = containers::detail::errno_code(errno == ENOENT ? ENODEV : errno);
+        return nullptr;
+    }
+    std::unique_ptr<session, session_deleter> s(new (std::nothrow) session);
+    if (s == nullptr) {
+        ec = containers::detail::errno_code(ENOMEM);
+        return nullptr;
+    }
+    s->ops = std::move(ops);
+    s->opt = o;
+    try {
+        s->dir = dir;
+    } catch (...) {
+        ec = containers::detail::errno_code(ENOMEM);
+        return nullptr;
+    }
+    ::clock_gettime(CLOCK_REALTIME, &s->mounted_at);
+    s->f = make_fuse(*s, o.auto_unmount);
+    if (s->f == nullptr && o.auto_unmount) s->f = make_fuse(*s, false);  // no fusermount3 helper
+    if (s->f == nullptr) {
+        ec = containers::detail::errno_code(EPERM);
+        return nullptr;
+    }
+    try {
+        s->loop = std::thread([f = s->f] {
+            fuse_loop_config* cfg = ::fuse_loop_cfg_create();
+            if (cfg == nullptr) return;
+            ::fuse_loop_mt(f, cfg);
+            ::fuse_loop_cfg_destroy(cfg);
+        });
+    } catch (...) {
+        ec = containers::detail::errno_code(EAGAIN);
+        return nullptr;  // the deleter unmounts
+    }
+    return s;
+}
+
+}  // namespace containers::fuse::detail
