@@ -83,14 +83,14 @@ int on_open(char const* path, fuse_file_info* fi) {
     session& s = self();
     node n;
     if (std::error_code ec = s.ops->stat(path, n)) return fail(ec);
-    int const acc = fi->flags & O_ACCMODE;
-    bool const reads = acc != O_WRONLY;
-    bool const writes = acc != O_RDONLY;
-    // kernfs refuses an open for an access its file has no handler for, root included.
-    if ((reads && !n.readable) || (writes && !n.writable)) return -EACCES;
+    if (n.directory) return -EISDIR;
+    // As on cgroupfs, the modes are the only gate (checked by the kernel for non-root callers,
+    // default_permissions): root may open a read-only file for writing, and its write answers
+    // EINVAL, as the path interface does for a file without a write handler.
+    bool const reads = (fi->flags & O_ACCMODE) != O_WRONLY;
     fi->direct_io = 1;
     fi->fh = 0;
-    if (reads) {
+    if (reads && n.readable) {
         auto* f = new (std::nothrow) open_file;
         if (f == nullptr) return -ENOMEM;
         std::error_code ec;
@@ -110,7 +110,7 @@ int on_open(char const* path, fuse_file_info* fi) {
 
 int on_read(char const*, char* buf, size_t size, off_t off, fuse_file_info* fi) {
     auto* f = reinterpret_cast<open_file*>(fi->fh);
-    if (f == nullptr) return -EBADF;
+    if (f == nullptr) return -EINVAL;  // a file without a read handler
     if (off < 0) return -EINVAL;
     auto const at = static_cast<std::size_t>(off);
     if (at >= f->content.size()) return 0;

@@ -1,0 +1,262 @@
+// containers::fuse: a hierarchy mounted as a filesystem, driven by real shells and syscalls.
+// Skips where /dev/fuse is absent or mounting is not permitted.
+#include "support.hpp"
+
+#include <containers/fuse.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+using namespace containers;
+using test::C;
+using test::H;
+
+namespace {
+
+/// A fresh directory under /tmp with `h` mounted on it; unmounted and removed at scope exit.
+template <class Hier>
+struct mount_point {
+    std::string dir;
+    fuse::mounted m;
+    std::error_code ec;
+    explicit mount_point(Hier& h, fuse::options o = {}) {
+        char tmpl[] = "/tmp/containers-fuse-XXXXXX";
+        if (::mkdtemp(tmpl) == nullptr) {
+            ec = std::error_code(errno, std::generic_category());
+            return;
+        }
+        dir = tmpl;
+        m = fuse::mount(h, dir, o, ec);
+    }
+    ~mount_point() {
+        m.unmount();
+        if (!dir.empty()) ::rmdir(dir.c_str());
+    }
+};
+
+#define MOUNT_OR_SKIP(mp)                                                                              \
+    if ((mp).ec) CONTAINERS_SKIP("cannot mount with FUSE here (/dev/fuse absent or mounting not permitted): " \
+                                 << (mp).ec.message())
+
+std::string run(std::string const& cmd) {
+    std::string out;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+        char buf[4096];
+        std::size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+        ::pclose(p);
+    }
+    return out;
+}
+
+std::string const script = std::string(CONTAINERS_TESTS_DIR) + "/fs_conformance.sh";
+
+int open_errno(std::string const& path, int flags) {
+    int fd = ::open(path.c_str(), flags);
+    if (fd < 0) return errno;
+    ::close(fd);
+    return 0;
+}
+
+// One write(2) on a fresh descriptor: 0 or the errno.
+int write_errno(std::string const& path, std::string const& value) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC);
+    if (fd < 0) return errno;
+    int e = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size()) ? 0 : errno;
+    ::close(fd);
+    return e;
+}
+
+// Runs `f` in a child process under uid/gid 65534 and returns its exit status.
+template <class F>
+int as_nobody(F f) {
+    pid_t const pid = ::fork();
+    if (pid == 0) {
+        if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) ::_exit(100);
+        ::_exit(f());
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 200;
+}
+
+}  // namespace
+
+TEST_CASE("the conformance script gives the kernel's transcript through the mount", "[fuse][kernel]") {
+    auto scratch = test::kernel_scratch::make();
+    if (!scratch) CONTAINERS_SKIP("the cgroup v1 cpuset hierarchy is not mounted writable at /sys/fs/cgroup/cpuset");
+    H h;
+    subsystem_handle<cpuset, H> cs;
+    REQUIRE_FALSE(h.register_subsystem(cs));
+    mount_point mp(h);
+    MOUNT_OR_SKIP(mp);
+    std::string const kernel = run("bash " + script + " " + scratch->path());
+    std::string const mounted = run("bash " + script + " " + mp.dir);
+    REQUIRE(kernel.find("attach: 0") != std::string::npos);  // the script ran
+    CHECK(mounted == kernel);
+}
+
+TEST_CASE("the mount shows the kernel's modes and sizes, and refuses what cgroupfs refuses", "[fuse]") {
+    H h;
+    subsystem_handle<cpuset, H> cs;
+    REQUIRE_FALSE(h.register_subsystem(cs));
+    REQUIRE_FALSE(fs::mkdir(h, "/a"));
+    mount_point mp(h);
+    MOUNT_OR_SKIP(mp);
+    std::string const d = mp.dir;
+    struct stat st;
+    REQUIRE(::stat(d.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0555);  // the top, as /sys/fs/cgroup/cpuset
+    CHECK(st.st_uid == ::geteuid());
+    REQUIRE(::stat((d + "/a").c_str(), &st) == 0);
+    CHECK(st.st_mode == (S_IFDIR | 0755));
+    REQUIRE(::stat((d + "/a/tasks").c_str(), &st) == 0);
+    CHECK(st.st_mode == (S_IFREG | 0644));
+    CHECK(st.st_size == 0);
+    REQUIRE(::stat((d + "/a/cpuset.effective_cpus").c_str(), &st) == 0);
+    CHECK(st.st_mode == (S_IFREG | 0444));
+    CHECK(::unlink((d + "/a/tasks").c_str()) == -1);
+    CHECK(errno == EPERM);
+    CHECK(open_errno(d + "/a/new", O_WRONLY | O_CREAT) == EACCES);
+    CHECK(open_errno(d + "/a/tasks", O_WRONLY | O_CREAT | O_EXCL) == EEXIST);
+    CHECK(::rename((d + "/a/tasks").c_str(), (d + "/a/t").c_str()) == -1);
+    CHECK(errno == ENOTDIR);
+    CHECK(::symlink("tasks", (d + "/a/l").c_str()) == -1);
+    CHECK(errno == EPERM);
+    CHECK(::mknod((d + "/a/n").c_str(), S_IFIFO | 0644, 0) == -1);
+    CHECK(errno == EPERM);
+    CHECK(::link((d + "/a/tasks").c_str(), (d + "/a/h").c_str()) == -1);
+    CHECK(errno == EPERM);
+    CHECK(::truncate((d + "/a/tasks").c_str(), 0) == 0);
+}
+
+TEST_CASE("one write(2) is one control-file write, its errno reaches the writer, and a read is a snapshot taken at open", "[fuse]") {
+    H h;
+    REQUIRE_FALSE(fs::mkdir(h, "/a"));
+    mount_point mp(h);
+    MOUNT_OR_SKIP(mp);
+    std::string const d = mp.dir;
+    test::parked_thread t;
+    std::string const tid = std::to_string(t.tid());
+
+    CHECK(write_errno(d + "/a/tasks", "abc") == EINVAL);
+    CHECK(write_errno(d + "/a/tasks", std::string(5000, '1')) == E2BIG);  // over a page: one write, refused whole
+    CHECK(write_errno(d + "/a/tasks", "999999999") == ESRCH);
+    CHECK(write_errno(d + "/a/cpuset_absent", "1") == ENOENT);
+
+    int const fd = ::open((d + "/a/tasks").c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    CHECK(write_errno(d + "/a/tasks", tid + "\n") == 0);  // after the open: not in its snapshot
+    char buf[64];
+    CHECK(::read(fd, buf, sizeof buf) == 0);
+    ::close(fd);
+    std::string content;
+    REQUIRE_FALSE(fs::read(h, "/a/tasks", content));
+    CHECK(content == tid + "\n");
+    int const fd2 = ::open((d + "/a/tasks").c_str(), O_RDONLY);
+    REQUIRE(fd2 >= 0);
+    ssize_t const n = ::read(fd2, buf, sizeof buf);
+    ::close(fd2);
+    CHECK(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0) == tid + "\n");
+    REQUIRE_FALSE(fs::write(h, "/tasks", tid));
+}
+
+TEST_CASE("other users are kept out unless allow_other, and then the file modes decide", "[fuse][permissions]") {
+    if (::geteuid() != 0) CONTAINERS_SKIP("needs root to run a child as another user");
+    H h;
+    subsystem_handle<cpuset, H> cs;
+    REQUIRE_FALSE(h.register_subsystem(cs));
+    REQUIRE_FALSE(fs::mkdir(h, "/a"));
+    {
+        mount_point mp(h);
+        MOUNT_OR_SKIP(mp);
+        std::string const tasks = mp.dir + "/a/tasks";
+        CHECK(as_nobody([&] { return open_errno(tasks, O_RDONLY); }) == EACCES);
+    }
+    fuse::options o;
+    o.allow_other = true;
+    o.uid = 65534;
+    o.gid = 65534;
+    mount_point mp(h, o);
+    MOUNT_OR_SKIP(mp);
+    std::string const d = mp.dir;
+    CHECK(as_nobody([&] { return open_errno(d + "/a/tasks", O_WRONLY); }) == 0);             // 0644, the owner
+    CHECK(as_nobody([&] { return open_errno(d + "/a/cpuset.effective_cpus", O_WRONLY); }) == EACCES);  // 0444
+    CHECK(as_nobody([&] { return open_errno(d + "/a/cpuset.effective_cpus", O_RDONLY); }) == 0);
+    CHECK(as_nobody([&] { return ::mkdir((d + "/x").c_str(), 0755) == 0 ? 0 : errno; }) == EACCES);  // top is 0555
+    CHECK(as_nobody([&] { return ::mkdir((d + "/a/x").c_str(), 0755) == 0 ? 0 : errno; }) == 0);
+}
+
+TEST_CASE("concurrent shells through the mount lose no write and see no stale entry while the program changes the tree", "[fuse][concurrency]") {
+    H h;
+    mount_point mp(h);
+    MOUNT_OR_SKIP(mp);
+    std::string const d = mp.dir;
+    constexpr int shells = 3;
+    constexpr int rounds = 60;
+    std::vector<std::unique_ptr<test::parked_thread>> workers;
+    std::vector<pid_t> pids;
+    for (int k = 0; k < shells; ++k) {
+        workers.push_back(std::make_unique<test::parked_thread>());
+        std::string const g = d + "/s" + std::to_string(k);
+        std::string const tid = std::to_string(workers.back()->tid());
+        // Each shell owns a group: every write is read back at once (a lost write fails the shell).
+        std::string const body =
+            "mkdir " + g + " || exit 1; for i in $(seq 1 " + std::to_string(rounds) + "); do "
+            "echo " + tid + " > " + g + "/tasks || exit 2; grep -qx " + tid + " " + g + "/tasks || exit 3; "
+            "echo $((i % 2)) > " + g + "/notify_on_release || exit 4; "
+            "[ \"$(cat " + g + "/notify_on_release)\" = $((i % 2)) ] || exit 5; "
+            "echo " + tid + " > " + d + "/tasks || exit 6; ls " + d + " > /dev/null || exit 7; done; "
+            "echo " + tid + " > " + g + "/tasks";
+        char const* argv[] = {"bash", "-c", body.c_str(), nullptr};
+        pid_t pid = 0;
+        REQUIRE(::posix_spawnp(&pid, "bash", nullptr, nullptr, const_cast<char**>(argv), environ) == 0);
+        pids.push_back(pid);
+    }
+    // Meanwhile the program makes and removes groups and moves a thread of its own through them.
+    test::parked_thread mover;
+    int changes = 0;
+    std::vector<int> statuses(pids.size(), -2);  // -2: still running
+    auto running = [&] {
+        bool any = false;
+        for (std::size_t i = 0; i < pids.size(); ++i) {
+            if (statuses[i] != -2) continue;
+            int status = 0;
+            if (::waitpid(pids[i], &status, WNOHANG) == pids[i]) statuses[i] = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+            else any = true;
+        }
+        return any;
+    };
+    while (running()) {
+        C* p = nullptr;
+        REQUIRE_FALSE(h.mkdir(h.top(), "p", &p));
+        REQUIRE_FALSE(h.attach(mover.tid(), *p));
+        REQUIRE_FALSE(h.attach(mover.tid(), h.top()));
+        REQUIRE_FALSE(h.rmdir(*p));
+        ++changes;
+    }
+    for (int s : statuses) CHECK(s == 0);
+    CHECK(changes > 0);
+    for (int k = 0; k < shells; ++k) {
+        std::string content;
+        REQUIRE_FALSE(fs::read(h, "/s" + std::to_string(k) + "/tasks", content));
+        CHECK(content == std::to_string(workers[static_cast<std::size_t>(k)]->tid()) + "\n");
+    }
+    // No stale entry: the removed group is gone from the listing and from lookup.
+    std::string const names = run("ls " + d);
+    CHECK(names.find("\np\n") == std::string::npos);
+    struct stat st;
+    CHECK(::stat((d + "/p").c_str(), &st) == -1);
+    CHECK(errno == ENOENT);
+    for (int k = 0; k < shells; ++k) REQUIRE_FALSE(fs::write(h, "/tasks", std::to_string(workers[static_cast<std::size_t>(k)]->tid())));
+}
