@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fcntl.h>
@@ -259,4 +260,50 @@ TEST_CASE("concurrent shells through the mount lose no write and see no stale en
     CHECK(::stat((d + "/p").c_str(), &st) == -1);
     CHECK(errno == ENOENT);
     for (int k = 0; k < shells; ++k) REQUIRE_FALSE(fs::write(h, "/tasks", std::to_string(workers[static_cast<std::size_t>(k)]->tid())));
+}
+
+namespace {
+bool mounted_at(std::string const& dir) {
+    std::string const table = run("cat /proc/self/mountinfo");
+    return table.find(" " + dir + " ") != std::string::npos;
+}
+}  // namespace
+
+TEST_CASE("a host process that dies leaves no mount behind (auto_unmount)", "[fuse][crash]") {
+    if (::access("/usr/bin/fusermount3", X_OK) != 0 && ::access("/bin/fusermount3", X_OK) != 0) {
+        CONTAINERS_SKIP("fusermount3 (Debian's fuse3) is not installed: no helper to unmount after a crash");
+    }
+    char tmpl[] = "/tmp/containers-fuse-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    std::string const dir = tmpl;
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    pid_t const pid = ::fork();
+    if (pid == 0) {
+        ::close(ready[0]);
+        H h;
+        std::error_code ec;
+        fuse::mounted m = fuse::mount(h, dir, {}, ec);
+        char const answer = ec ? 'n' : 'y';
+        (void)!::write(ready[1], &answer, 1);
+        for (;;) ::pause();  // until killed
+    }
+    ::close(ready[1]);
+    char answer = 0;
+    (void)!::read(ready[0], &answer, 1);
+    ::close(ready[0]);
+    bool const was_mounted = answer == 'y' && mounted_at(dir);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    // The helper notices the closed connection and unmounts: wait for it, boundedly.
+    bool gone = !mounted_at(dir);
+    for (int i = 0; i < 500 && !gone; ++i) {
+        ::usleep(10'000);
+        gone = !mounted_at(dir);
+    }
+    if (!gone) (void)!::system(("fusermount3 -u -z " + dir).c_str());  // recovery, as documented
+    ::rmdir(dir.c_str());
+    if (answer != 'y') CONTAINERS_SKIP("cannot mount with FUSE here");
+    CHECK(was_mounted);
+    CHECK(gone);
 }
