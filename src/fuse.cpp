@@ -6,12 +6,21 @@
 #include <fuse3/fuse.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
 #include <string>
 #include <sys/stat.h>
 #include <thread>
+#include <spawn.h>
+#include <sys/mount.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
 
 namespace containers::fuse::detail {
 
@@ -20,6 +29,7 @@ struct session {
     options opt;
     std::string dir;
     timespec mounted_at{};
+    dev_t dev = 0;  // the mount's device: its minor number names the connection in fusectl
     struct ::fuse* f = nullptr;
     std::thread loop;
 };
@@ -201,16 +211,46 @@ struct ::fuse* make_fuse(session& s, bool auto_unmount) noexcept {
     return f;
 }
 
+// Detaches the mount from outside the session (as `umount -l` or `fusermount3 -u -z` would), so
+// that the kernel ends the connection and the serving threads' reads of /dev/fuse answer ENODEV.
+// (fuse_unmount would close the descriptor those threads are still reading.)
+void detach(session const& s) noexcept {
+    if (::geteuid() == 0) {
+        // MNT_FORCE aborts the connection (fuse_umount_begin): requests still waiting, from a
+        // process that keeps a file open, answer ENOTCONN rather than hold the threads forever.
+        (void)::umount2(s.dir.c_str(), MNT_FORCE | MNT_DETACH);
+    } else {
+        char const* argv[] = {"fusermount3", "-u", "-q", "-z", "--", s.dir.c_str(), nullptr};
+        pid_t pid = 0;
+        if (::posix_spawnp(&pid, "fusermount3", nullptr, nullptr, const_cast<char**>(argv), environ) == 0) {
+            int status = 0;
+            while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+            }
+        }
+    }
+    // A file still open on the detached mount would keep the connection (and the threads) alive:
+    // abort the connection where the fuse control filesystem is mounted.
+    if (s.dev != 0) {
+        char abort[96];
+        std::snprintf(abort, sizeof abort, "/sys/fs/fuse/connections/%u/abort", minor(s.dev));
+        int fd = ::open(abort, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            (void)!::write(fd, "1", 1);
+            ::close(fd);
+        }
+    }
+}
+
 }  // namespace
 
 void session_deleter::operator()(session* s) const noexcept {
     if (s == nullptr) return;
     if (s->f != nullptr) {
+        // Detached first: fuse_exit before would leave requests (ours included) unanswered.
+        detach(*s);
         ::fuse_exit(s->f);
-        // A lazy unmount: the connection ends once nothing holds the mount, which wakes the
-        // serving threads (their read of /dev/fuse answers ENODEV).
-        ::fuse_unmount(s->f);
         if (s->loop.joinable()) s->loop.join();
+        ::fuse_unmount(s->f);  // the connection has ended: closes the descriptor, nothing else
         ::fuse_destroy(s->f);
     }
     delete s;
@@ -240,7 +280,9 @@ std::unique_ptr<session, session_deleter> start(std::unique_ptr<operations> ops,
     s->ops = std::move(ops);
     s->opt = o;
     try {
-        s->dir = dir;
+        char* real = ::realpath(dir.c_str(), nullptr);  // the unmount must name it from any cwd
+        s->dir = real != nullptr ? real : dir;
+        std::free(real);
     } catch (...) {
         ec = containers::detail::errno_code(ENOMEM);
         return nullptr;
@@ -263,6 +305,8 @@ std::unique_ptr<session, session_deleter> start(std::unique_ptr<operations> ops,
         ec = containers::detail::errno_code(EAGAIN);
         return nullptr;  // the deleter unmounts
     }
+    struct stat mounted;
+    if (::stat(s->dir.c_str(), &mounted) == 0) s->dev = mounted.st_dev;  // served by the loop just started
     return s;
 }
 

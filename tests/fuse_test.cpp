@@ -307,3 +307,18 @@ TEST_CASE("a host process that dies leaves no mount behind (auto_unmount)", "[fu
     CHECK(was_mounted);
     CHECK(gone);
 }
+
+TEST_CASE("unmounting with a file still open returns, and the file then answers ENOTCONN", "[fuse][unmount]") {
+    H h;
+    REQUIRE_FALSE(fs::mkdir(h, "/a"));
+    mount_point mp(h);
+    MOUNT_OR_SKIP(mp);
+    int const fd = ::open((mp.dir + "/a/tasks").c_str(), O_RDWR);
+    REQUIRE(fd >= 0);
+    mp.m.unmount();  // a lazy unmount alone would wait here until fd is closed
+    CHECK_FALSE(mp.m.active());
+    CHECK(::write(fd, "0", 1) == -1);
+    CHECK(errno == ENOTCONN);
+    ::close(fd);
+    CHECK_FALSE(mounted_at(mp.dir));
+}
