@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/resource.h>
