@@ -328,7 +328,8 @@ public:
             if (std::error_code ec = pending_.reserve(tasks.size())) return ec;
             for (auto const& t : tasks) {
                 // From a cpuset below the top the library placed the thread: its affinity is
-                // known and not read back (as set_cpus assumes), from the top it is read.
+                // known and not read back (as set_cpus assumes; a thread that changed it behind
+                // the library's back gets its cpuset's back on a veto), from the top it is read.
                 std::error_code ec = t.from->is_top() ? apply_affinity(pending_, t.id, s.effective_cpus)
                                                       : apply_affinity(pending_, t.id, s.effective_cpus, state_of(*t.from).effective_cpus);
                 if (ec) {
