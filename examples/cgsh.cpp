@@ -220,7 +220,7 @@ private:
         std::string value;
         for (std::size_t k = i; k < redirect; ++k) value += (k == i ? "" : " ") + w[k];
         if (newline) value += '\n';
-        return fs::write(h_, w[redirect + 1], value);
+        return fs::write(h_, w[redirect + 1], value, fs::open_mode::create);  // as a shell opens it
     }
 
     hierarchy h_;
