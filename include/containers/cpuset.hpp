@@ -943,16 +943,6 @@ private:
         return cs.set_mask(c, m, cpus);
     }
 
-    // The kernel's NR_CPUS (kernel_max + 1), read once; 8192 where sysfs does not say.
-    static std::size_t kernel_nr_cpus() {
-        static std::size_t const n = [] {
-            std::ifstream f("/sys/devices/system/cpu/kernel_max");
-            std::size_t max = 0;
-            return f >> max ? max + 1 : std::size_t{8192};
-        }();
-        return n;
-    }
-
     static std::size_t mask_bits(topology const& t, bool cpus) noexcept {
         return cpus ? t.possible_cpus : std::max<std::size_t>(1024, t.possible_nodes);
     }
@@ -1006,7 +996,7 @@ std::vector<cftype<C>> const& basic_cpuset<H>::files() {
         // kernel_max (NR_CPUS - 1), and 100 + 6 * MAX_NUMNODES for mems, the node-mask width
         // used here (mask_bits: 1024, x86-64's MAX_NUMNODES).
         v.push_back(list_file("cpuset.cpus", &state::cpus, true, true));
-        v.back().max_write_len = 100 + 6 * kernel_nr_cpus();
+        v.back().max_write_len = 100 + 6 * topology::kernel_nr_cpus();
         v.push_back(list_file("cpuset.mems", &state::mems, false, true));
         v.back().max_write_len = 100 + 6 * mask_bits(topology{}, false);
         v.push_back(list_file("cpuset.effective_cpus", &state::effective_cpus, true, false));
