@@ -94,14 +94,14 @@ inline bool read_proc(char const* path, char* buf, std::size_t size) noexcept {
     return true;
 }
 
-/// The CPU time of thread `tid` in nanoseconds (the kernel's sum_exec_runtime): the calling
-/// thread's own clock, the per-thread clock of a thread of this process (exact), or the first
+/// The CPU time of thread `tid` in nanoseconds (the kernel's sum_exec_runtime): the per-thread
+/// clock of a thread of this process, the caller included (exact), or the first
 /// field of /proc/TID/task/TID/schedstat. False when the thread cannot be read (gone).
 inline bool thread_runtime_ns(pid_t tid, std::uint64_t& out) noexcept {
     timespec ts{};
     // The kernel's MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED): (~tid << 3) | per-thread | sched.
     auto const id = static_cast<clockid_t>((~static_cast<unsigned>(tid) << 3) | 6u);
-    if (::clock_gettime(tid == static_cast<pid_t>(::gettid()) ? CLOCK_THREAD_CPUTIME_ID : id, &ts) == 0) {
+    if (::clock_gettime(id, &ts) == 0) {  // the calling thread's own too: no gettid needed
         out = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
         return true;
     }
@@ -312,6 +312,7 @@ private:
         std::uint64_t user = 0;   // utime, USER_HZ ticks
         std::uint64_t sys = 0;    // stime, USER_HZ ticks
         std::uint64_t start = 0;  // start time (field 22 of stat): who the id named; 0 unknown
+        std::uint64_t ticks_at = 0; // run time when user and sys were read
         bool valid = false;       // ns is a baseline
         bool ticks_valid = false; // user, sys are a baseline
         bool fresh = false;       // made by a can_attach that has not committed yet
@@ -339,7 +340,8 @@ private:
             sys = s.usage;
             user = 0;
         } else if (s.sys != 0) {
-            sys = static_cast<std::uint64_t>(static_cast<unsigned __int128>(s.usage) * s.sys / (s.user + s.sys));
+            sys = static_cast<std::uint64_t>(static_cast<long double>(s.usage) * static_cast<long double>(s.sys) /
+                                             static_cast<long double>(s.user + s.sys));
             user = s.usage - sys;
         }
         std::uint64_t const tick = 1'000'000'000u / detail::user_hz();
@@ -350,41 +352,39 @@ private:
     // (when `charge`), then makes now its baseline. With `ticks`, user and system time too.
     void settle(record& r, pid_t tid, container& c, bool ticks, bool charge) noexcept {
         if (r.gone) return;
+        std::uint64_t now = 0;
+        if (!detail::thread_runtime_ns(tid, now)) {
+            r.gone = true;
+            return;
+        }
+        // A thread that has not run since its last charge has no new user or system time
+        // either (both only grow while it runs): stat need not be read. An idle thread moves at
+        // the cost of one clock read.
+        if (ticks && r.valid && r.ticks_valid && now == r.ns && now == r.ticks_at) return;
         std::uint64_t user_ns = 0;
         std::uint64_t sys_ns = 0;
         if (ticks) {
             std::uint64_t u = 0, s = 0, start = 0;
-            if (detail::thread_ticks(tid, u, s, start)) {
-                if (r.start != 0 && start != r.start) {
-                    // The id names another thread now: the one recorded is gone, with the time
-                    // since its last charge. Nothing is charged; the hierarchy will reap it.
-                    r.gone = true;
-                    return;
-                }
-                if (charge && r.ticks_valid && u >= r.user && s >= r.sys) {
-                    std::uint64_t const tick = 1'000'000'000u / detail::user_hz();
-                    user_ns = (u - r.user) * tick;
-                    sys_ns = (s - r.sys) * tick;
-                }
-                r.user = u;
-                r.sys = s;
-                r.start = start;
-                r.ticks_valid = true;
-            } else {
+            if (!detail::thread_ticks(tid, u, s, start) || (r.start != 0 && start != r.start)) {
+                // Gone, or the id names another thread now: the one recorded has ended, with
+                // the time since its last charge. Nothing is charged; the hierarchy will reap it.
                 r.gone = true;
                 return;
             }
+            if (charge && r.ticks_valid && u >= r.user && s >= r.sys) {
+                std::uint64_t const tick = 1'000'000'000u / detail::user_hz();
+                user_ns = (u - r.user) * tick;
+                sys_ns = (s - r.sys) * tick;
+            }
+            r.user = u;
+            r.sys = s;
+            r.start = start;
+            r.ticks_at = now;
+            r.ticks_valid = true;
         }
-        std::uint64_t ns = 0;
-        std::uint64_t now = 0;
-        if (detail::thread_runtime_ns(tid, now)) {
-            if (charge && r.valid && now >= r.ns) ns = now - r.ns;
-            r.ns = now;
-            r.valid = true;
-        } else {
-            r.gone = true;
-            return;
-        }
+        std::uint64_t const ns = charge && r.valid && now >= r.ns ? now - r.ns : 0;
+        r.ns = now;
+        r.valid = true;
         if (ns != 0 || user_ns != 0 || sys_ns != 0) add(c, ns, user_ns, sys_ns);
     }
 
