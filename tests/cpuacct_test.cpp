@@ -4,7 +4,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cerrno>
+#include <thread>
 
 using namespace containers;
 using test::C;
@@ -232,4 +234,46 @@ TEST_CASE("logical tasks are charged by their runtime, hierarchically", "[cpuacc
     CHECK(ca.subsystem().usage(h.top()) == 9'000);
     REQUIRE_FALSE(h.rmdir(*ab));
     CHECK(ca.subsystem().reset(*ab) == std::errc::no_such_device);
+}
+
+TEST_CASE("time is charged once while threads move and others read", "[cpuacct][threads][concurrency]") {
+    fixture f;
+    test::worker w1;
+    test::worker w2;
+    REQUIRE_FALSE(f.h.attach(w1.tid(), *f.a));
+    REQUIRE_FALSE(f.h.attach(w2.tid(), *f.b));
+    std::uint64_t burnt1 = 0;
+    std::uint64_t burnt2 = 0;
+    w1.start([&] { burnt1 = burn(150 * ms); });
+    w2.start([&] { burnt2 = burn(150 * ms); });
+    std::atomic<bool> move_failed{false};
+    std::thread mover([&] {
+        C* const places[] = {f.a, f.b, f.ab, &f.h.top()};
+        for (int i = 0; i < 400; ++i) {
+            if (f.h.attach(w1.tid(), *places[i % 4]) || f.h.attach(w2.tid(), *places[(i + 1) % 4])) move_failed = true;
+        }
+    });
+    std::uint64_t last_top = 0;
+    std::uint64_t last_a = 0;
+    bool monotonic = true;
+    for (int i = 0; i < 400; ++i) {
+        std::uint64_t const top = f.acct().usage(f.h.top());
+        std::uint64_t const a = f.acct().usage(*f.a);
+        monotonic = monotonic && top >= last_top && a >= last_a;
+        last_top = top;
+        last_a = a;
+    }
+    mover.join();
+    w1.wait();
+    w2.wait();
+    CHECK_FALSE(move_failed);
+    CHECK(monotonic);
+    // Everything the threads burnt, charged once: not less, and not more than the little they
+    // ran around their burns.
+    std::uint64_t const top = f.acct().usage(f.h.top());
+    CHECK(top >= burnt1 + burnt2);
+    CHECK(top < burnt1 + burnt2 + 20 * ms);
+    CHECK(top >= f.acct().usage(*f.a) + f.acct().usage(*f.b));
+    REQUIRE_FALSE(f.h.exit(w1.tid()));
+    REQUIRE_FALSE(f.h.exit(w2.tid()));
 }

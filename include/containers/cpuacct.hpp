@@ -66,7 +66,7 @@
 #include "hierarchy.hpp"
 #include "subsystem_concepts.hpp"
 #include "task_traits.hpp"
-#include "views.hpp"
+#include "detail/tree_walk.hpp"
 
 namespace containers {
 
@@ -393,8 +393,8 @@ private:
         assert(c.owner().manage_lock_held());
         if constexpr (H::traits_type::thread_bound) {
             if (records_.empty()) return;
-            for (container& d : views::subtree(c)) {
-                for (auto const& t : views::tasks(d)) {
+            for (container& d : detail::subtree_walk(c, true)) {
+                for (auto const& t : detail::tree_access::tasks(d)) {
                     auto it = records_.find(t.id);
                     if (it != records_.end()) settle(it->second, t.id, d, ticks, true);
                 }
