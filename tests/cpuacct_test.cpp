@@ -277,3 +277,35 @@ TEST_CASE("time is charged once while threads move and others read", "[cpuacct][
     REQUIRE_FALSE(f.h.exit(w1.tid()));
     REQUIRE_FALSE(f.h.exit(w2.tid()));
 }
+
+TEST_CASE("a thread of another process is charged from /proc, its clock being out of reach", "[cpuacct][threads][process]") {
+    fixture f;
+    int go[2];
+    int done[2];
+    REQUIRE(::pipe(go) == 0);
+    REQUIRE(::pipe(done) == 0);
+    pid_t const child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        // The child burns when told, reports what its own clock measured, then waits to be killed.
+        char c;
+        if (::read(go[0], &c, 1) != 1) ::_exit(1);
+        std::uint64_t const burnt = burn(40 * ms);
+        if (::write(done[1], &burnt, sizeof burnt) != sizeof burnt) ::_exit(1);
+        for (;;) ::pause();
+    }
+    REQUIRE_FALSE(f.h.attach(child, *f.a));
+    REQUIRE(::write(go[1], "x", 1) == 1);
+    std::uint64_t burnt = 0;
+    REQUIRE(::read(done[0], &burnt, sizeof burnt) == sizeof burnt);
+    std::uint64_t const usage = f.acct().usage(*f.a);
+    std::uint64_t const user = f.acct().usage_user(*f.a);
+    test::kill_and_reap(child);
+    for (int fd : {go[0], go[1], done[0], done[1]}) ::close(fd);
+    CHECK(usage >= burnt);
+    CHECK(usage < burnt + 10 * ms);
+    CHECK(user > 0);
+    // Gone now: its record is reaped with nothing more charged.
+    CHECK(f.h.reap(*f.a) == 1);
+    CHECK(f.acct().usage(*f.a) == usage);
+}
