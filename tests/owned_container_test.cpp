@@ -150,8 +150,8 @@ TEST_CASE("a container with children is not removed, whatever the policy", "[own
 }
 
 TEST_CASE("move_tasks_to_parent moves the tasks through attach, then removes", "[owned]") {
+    test::journal log;  // outlives the hierarchy, whose teardown runs destroy hooks
     H h;
-    test::journal log;
     subsystem_handle<test::recorder<0>, H> rec;
     REQUIRE_FALSE(h.register_subsystem(rec, log));
     C* p = nullptr;
@@ -178,8 +178,8 @@ TEST_CASE("move_tasks_to_parent moves the tasks through attach, then removes", "
 
 TEST_CASE("a veto of the move leaves the tasks and the container, by remove() or the destructor", "[owned][rollback]") {
     bool const explicit_remove = GENERATE(true, false);
+    test::journal log;  // outlives the hierarchy, whose teardown runs destroy hooks
     H h;
-    test::journal log;
     subsystem_handle<test::recorder<0>, H> rec;
     REQUIRE_FALSE(h.register_subsystem(rec, log));
     rec.subsystem().fail_can_attach = "p";
