@@ -358,7 +358,22 @@ public:
         }
     }
 
-    void exit(state&, container&, id_type task) noexcept { requested_.erase(task); }
+    /// A task leaves the hierarchy (exit, or the hierarchy destroyed while it is attached). One
+    /// that still runs (task_leaves_alive: identity checked, so a reused id is never touched) and
+    /// leaves a cpuset below the top one gets the affinity that the kernel's root cpuset would
+    /// give it: the CPUs it requested (request_affinity) within the top cpuset's, or the top
+    /// cpuset's CPUs. Best effort, as exit cannot fail. Manage and callback locks held.
+    void exit(state&, container& c, id_type task) noexcept {
+        if constexpr (H::traits_type::thread_bound) {
+            if (!c.is_top() && c.owner().task_leaves_alive()) {
+                cpumask target;
+                if (!target_of(task, state_of(c.owner().top()).effective_cpus, target) && !target.empty()) {
+                    (void)detail::sys::sched_setaffinity(task, target.affinity_bytes(), target.affinity_data());
+                }
+            }
+        }
+        requested_.erase(task);
+    }
 
     /// The files, as data: added to every container after populate.
     template <class C>
