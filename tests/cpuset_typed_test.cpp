@@ -118,8 +118,14 @@ TEST_CASE("the plain flags' setters answer as their files, any non-zero number s
         agree(path, "1", [set = set](tree& t) { return (t.s().*set)(*t.a, true); }, std::errc{});
         agree(path, "0x10\n", [set = set](tree& t) { return (t.s().*set)(*t.a, true); }, std::errc{});
         agree(path, "0", [set = set](tree& t) { return (t.s().*set)(*t.a, false); }, std::errc{});
+        // The kernel's flag is an int: only the low 32 bits of the u64 written count.
+        agree(path, "4294967296", [set = set](tree& t) { return (t.s().*set)(*t.a, false); }, std::errc{},
+              {{path, "1"}});
     }
+    agree("/a/cpuset.cpu_exclusive", "4294967297", [](tree& t) { return t.s().set_cpu_exclusive(*t.a, true); }, std::errc{});
     agree("/cpuset.memory_pressure_enabled", "1", [](tree& t) { return t.s().set_memory_pressure_enabled(t.h, true); }, std::errc{});
+    agree("/cpuset.memory_pressure_enabled", "4294967296", [](tree& t) { return t.s().set_memory_pressure_enabled(t.h, true); },
+          std::errc{});  // this one takes the whole u64
 }
 
 TEST_CASE("set_sched_relax_domain_level answers as its file", "[cpuset][typed]") {

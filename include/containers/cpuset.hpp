@@ -348,13 +348,30 @@ public:
         for (auto const& t : tasks) migrate_pages(t.id, state_of(*t.from).effective_mems, s.effective_mems);
     }
 
-    /// A child starts with its cpuset's affinity. Best effort, as the kernel's cpuset_fork, which
-    /// cannot fail either: a thread created by clone already has its parent's. Manage and
-    /// callback locks held.
-    void fork(state& s, container&, id_type, id_type child) noexcept {
+    /// A child starts as the kernel's cpuset_fork starts it: with its parent's current affinity
+    /// (the parent's own sched_setaffinity wish included), not its cpuset's CPUs, and with the
+    /// parent's request remembered as its own (as dup_user_cpus_ptr copies it), so that later
+    /// changes of the cpuset apply that wish to both. Best effort, as the kernel's, which cannot
+    /// fail either: where the parent cannot be read (gone, or not a thread) the child gets what
+    /// its request and the cpuset give. Manage and callback locks held.
+    void fork(state& s, container&, id_type parent, id_type child) noexcept {
+        (void)containers::detail::guarded_call([&] {
+            if (auto it = requested_.find(parent); it != requested_.end()) {
+                cpumask wish = it->second;
+                requested_.insert_or_assign(child, std::move(wish));
+            }
+            return std::error_code{};
+        });
         if constexpr (H::traits_type::thread_bound) {
             cpumask target;
-            if (target_of(child, s.effective_cpus, target)) return;
+            (void)containers::detail::guarded_call([&] {
+                auto set = cpumask::range(0, std::max<std::size_t>(topology_.possible_cpus, 1) - 1).to_cpu_set();
+                if (set.set && detail::sys::sched_getaffinity(parent, set.bytes, set.set.get()) == 0) {
+                    target = cpumask::from_cpu_set(set.set.get(), set.bytes) & s.effective_cpus;
+                }
+                return std::error_code{};
+            });
+            if (target.empty() && target_of(child, s.effective_cpus, target)) return;
             if (!target.empty()) (void)detail::sys::sched_setaffinity(child, target.affinity_bytes(), target.affinity_data());
         }
     }
@@ -1196,15 +1213,29 @@ std::vector<cftype<C>> const& basic_cpuset<H>::files() {
             if (writable && cpus) f.after_write = tell_domains;
             return f;
         };
+        // The kernel's max_write_len (cpuset-v1.c): 100 + 6 * NR_CPUS bytes for cpus, read from
+        // kernel_max (NR_CPUS - 1), and 100 + 6 * MAX_NUMNODES for mems, the node-mask width
+        // used here (mask_bits: 1024, x86-64's MAX_NUMNODES).
         v.push_back(list_file("cpuset.cpus", &cs::get_cpus_locked, true, true));
+        v.back().max_write_len = 100 + 6 * topology::kernel_nr_cpus();
         v.push_back(list_file("cpuset.mems", &cs::get_mems_locked, false, true));
+        v.back().max_write_len = 100 + 6 * mask_bits(topology{}, false);
         v.push_back(list_file("cpuset.effective_cpus", &cs::get_effective_cpus_locked, true, false));
         v.push_back(list_file("cpuset.effective_mems", &cs::get_effective_mems_locked, false, false));
 
+        // cpuset_write_u64 hands the u64 to cpuset_update_flag(..., int turning_on): only its low
+        // 32 bits count, so 4294967296 clears a flag (notify_on_release and
+        // memory_pressure_enabled take the whole u64). The typed setter gets the resulting bool.
         auto flag = [](std::string_view n, flag_get get, flag_set set) {
-            return typed::flag(
-                n, [get](cs& s, state&, C& c, bool& out) { return (s.*get)(c, out); },
-                [set](cs& s, state&, C& c, bool on) { return (s.*set)(c, on); });
+            return typed::template number<std::uint64_t>(
+                n,
+                [get](cs& s, state&, C& c, std::uint64_t& out) {
+                    bool on = false;
+                    if (std::error_code ec = (s.*get)(c, on)) return ec;
+                    out = on ? 1 : 0;
+                    return std::error_code{};
+                },
+                [set](cs& s, state&, C& c, std::uint64_t written) { return (s.*set)(c, static_cast<std::uint32_t>(written) != 0); });
         };
         v.push_back(flag("cpuset.cpu_exclusive", &cs::get_cpu_exclusive_locked, &cs::set_cpu_exclusive_locked));
         v.push_back(flag("cpuset.mem_exclusive", &cs::get_mem_exclusive_locked, &cs::set_mem_exclusive_locked));
@@ -1215,10 +1246,15 @@ std::vector<cftype<C>> const& basic_cpuset<H>::files() {
         cftype<C> balance = flag("cpuset.sched_load_balance", &cs::get_sched_load_balance_locked, &cs::set_sched_load_balance_locked);
         balance.after_write = tell_domains;
         v.push_back(balance);
-        cftype<C> enabled = typed::flag(
+        cftype<C> enabled = typed::template number<std::uint64_t>(
             "cpuset.memory_pressure_enabled",
-            [](cs& s, state&, C& c, bool& out) { return s.get_memory_pressure_enabled_locked(c.owner(), out); },
-            [](cs& s, state&, C& c, bool on) { return s.set_memory_pressure_enabled_locked(c.owner(), on); });
+            [](cs& s, state&, C& c, std::uint64_t& out) {
+                bool on = false;
+                if (std::error_code ec = s.get_memory_pressure_enabled_locked(c.owner(), on)) return ec;
+                out = on ? 1 : 0;
+                return std::error_code{};
+            },
+            [](cs& s, state&, C& c, std::uint64_t written) { return s.set_memory_pressure_enabled_locked(c.owner(), written != 0); });
         enabled.scope = cftype<C>::where::top_only;
         v.push_back(enabled);
         v.push_back(typed::template number<std::uint64_t>(
