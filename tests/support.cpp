@@ -181,4 +181,23 @@ void kill_and_reap(pid_t pid) {
     ::waitpid(pid, &st, 0);
 }
 
+bool set_last_pid(pid_t id) {
+    int fd = ::open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    std::string const s = std::to_string(id - 1);
+    bool const ok = ::write(fd, s.data(), s.size()) == static_cast<ssize_t>(s.size());
+    ::close(fd);
+    return ok;
+}
+
+pid_t spawn_sleeper_as(pid_t want) {
+    for (int tries = 0; tries < 50; ++tries) {
+        if (!set_last_pid(want)) return -1;
+        pid_t const p = spawn_sleeper();
+        if (p == want) return p;
+        kill_and_reap(p);
+    }
+    return -1;
+}
+
 }  // namespace test

@@ -234,6 +234,12 @@ char task_state(pid_t pid);
 pid_t spawn_sleeper();
 void kill_and_reap(pid_t pid);
 
+/// The next id the kernel hands out will be `id` if nothing else forks first (root only:
+/// /proc/sys/kernel/ns_last_pid). False where it cannot be set.
+bool set_last_pid(pid_t id);
+/// A sleeping child with pid `want`, or -1 where another process took the pid first.
+pid_t spawn_sleeper_as(pid_t want);
+
 }  // namespace test
 
 // Catch2 2.x has no SKIP: say so on the console (CTest reports the test as skipped, see

@@ -497,7 +497,10 @@ public:
     }
 
     /// Effects: the task leaves the hierarchy; exit hooks run under the callback lock; its
-    ///   container is released if that was its last task.
+    ///   container is released if that was its last task. When the task still runs and is the
+    ///   task recorded (identity checked: a reused id is not it), the hooks see
+    ///   task_leaves_alive() true and give back what they imposed on it (cpuset: the top
+    ///   cpuset's CPUs, or the CPUs the task requested, as the kernel's root would).
     /// Errors: ESRCH (unknown task), EBUSY (a thread that attached itself and still runs: it
     ///   leaves by itself when it exits, or by calling exit with its own id).
     /// Locking: takes the manage lock and the callback lock.
@@ -509,8 +512,10 @@ public:
             if (!(id == Traits::self())) return detail::errno_code(EBUSY);
             detail::unbind_this_thread(serial_);
             t->tls_container_ = nullptr;
+            remove_task(*t, true);  // the calling thread itself: it runs
+            return {};
         }
-        remove_task(*t);
+        remove_task(*t, task_alive(*t));
         return {};
     }
 
@@ -553,6 +558,16 @@ public:
     /// Locking: the manage lock held (hooks run with it; asserted).
     /// Complexity: no system call for a thread that attached itself; otherwise the traits'
     ///   check (see thread_task_traits::alive: one to four system calls).
+    /// Inside an exit hook: whether the task leaving still runs and is the task the hierarchy
+    ///   recorded (hierarchy::exit of a live task, or the hierarchy destroyed while it is
+    ///   attached), rather than one that has exited or whose id names another task now. A
+    ///   subsystem undoes what it did to the task only then.
+    /// Locking: the manage lock held (asserted). Complexity: one load.
+    [[nodiscard]] bool task_leaves_alive() const noexcept {
+        assert(manage_.held_by_me());
+        return leaving_alive_;
+    }
+
     [[nodiscard]] bool task_identity_ok(id_type id) const noexcept {
         assert(manage_.held_by_me());
         task const* t = tasks_.find(id);
@@ -970,7 +985,8 @@ private:
     // Every way a task leaves (exit, reap, thread exit, a record found stale) comes here, so that
     // the exit hooks drop what subsystems keep per task (the cpuset's requested affinity) before
     // the id can be met again.
-    void remove_task(task& t) noexcept {
+    // `leaves_alive`: the task still runs (identity checked by the caller); see task_leaves_alive.
+    void remove_task(task& t, bool leaves_alive = false) noexcept {
         assert(manage_.held_by_me());
         container& c = *t.container_.load(std::memory_order_relaxed);
         {
@@ -978,14 +994,21 @@ private:
             c.tasks_.erase(c.tasks_.iterator_to(t));
             tasks_.erase(&t);
             ntasks_.fetch_sub(1, std::memory_order_relaxed);
-            for (std::size_t i = 0; i < nsubsys_; ++i) {
-                if (ops_[i].exit) ops_[i].exit(ops_[i].subsystem, c.states_[i].load(std::memory_order_relaxed), c, t.id);
-            }
+            run_exit_hooks(c, t.id, leaves_alive);
         }
         detail::retired_node& n = t;
         n.reclaim = [](detail::retired_node* node) noexcept { free_task(static_cast<task*>(node)); };
         push_retired(n);
         check_release(c);
+    }
+
+    // Manage and callback locks held.
+    void run_exit_hooks(container& c, id_type id, bool leaves_alive) noexcept {
+        leaving_alive_ = leaves_alive;
+        for (std::size_t i = 0; i < nsubsys_; ++i) {
+            if (ops_[i].exit) ops_[i].exit(ops_[i].subsystem, c.states_[i].load(std::memory_order_relaxed), c, id);
+        }
+        leaving_alive_ = false;
     }
 
     std::size_t reap_locked(container& c) noexcept {
@@ -1079,10 +1102,18 @@ private:
         detail::binding_registry::instance().leave(serial_, this);
         {
             std::lock_guard g(manage_);
-            // Tasks first, then containers bottom-up, without recursion.
+            // Tasks first, then containers bottom-up, without recursion. A task that still runs
+            // leaves as through exit(): its exit hooks give back what they imposed on it (the
+            // cpuset's affinity), so that no thread stays pinned by a hierarchy that is gone.
+            bool const exit_hooks = std::any_of(ops_.begin(), ops_.begin() + static_cast<std::ptrdiff_t>(nsubsys_),
+                                                [](subsys_ops const& o) { return o.exit != nullptr; });
             tasks_.for_each([&](task* t) {
                 container& c = *t->container_.load(std::memory_order_relaxed);
                 c.tasks_.erase(c.tasks_.iterator_to(*t));
+                if (exit_hooks && task_alive(*t)) {
+                    std::lock_guard cb(callback_);
+                    run_exit_hooks(c, t->id, true);
+                }
                 delete t;
             });
             container* c = top_;
@@ -1125,6 +1156,7 @@ private:
     detail::task_table<id_type, task> tasks_;                      // read lock-free; changed under the manage lock
     detail::retired_node* retired_ = nullptr;                      // manage lock
     std::size_t nretired_ = 0;                                     // manage lock
+    bool leaving_alive_ = false;                                   // manage lock: see task_leaves_alive
     detail::release_queue releases_;                               // its own lock
 };
 
