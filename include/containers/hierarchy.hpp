@@ -68,8 +68,8 @@ public:
     [[nodiscard]] std::size_t id() const noexcept { return id_; }
     [[nodiscard]] S& subsystem() const noexcept { return *subsystem_; }
     /// The subsystem's state in `c`. Lock-free; valid while `c` is.
-    [[nodiscard]] typename S::state& state(typename H::container const& c) const noexcept {
-        return *static_cast<typename S::state*>(c.states_[id_].load(std::memory_order_acquire));
+    [[nodiscard]] state_t<S>& state(typename H::container const& c) const noexcept {
+        return *static_cast<state_t<S>*>(c.states_[id_].load(std::memory_order_acquire));
     }
 
 private:
@@ -283,9 +283,20 @@ public:
     /// Errors: EBUSY (a container other than the top one exists), ENOSPC (every slot is used),
     ///   EEXIST (S is already registered), ENOMEM, or what a hook returned.
     /// Locking: takes the manage lock.
-    template <Subsystem S, class... Args>
+    /// A type that is not a SubsystemFor<S, container> fails to compile with one sentence per
+    /// broken rule (subsystem_concepts.hpp), and nothing else.
+    template <class S, class... Args>
     [[nodiscard]] std::error_code register_subsystem(subsystem_handle<S, hierarchy>& out, Args&&... args) noexcept {
-        static_assert(detail::check_subsystem<S, container>());
+        if constexpr (detail::check_subsystem<S, container>()) {
+            return register_checked(out, std::forward<Args>(args)...);
+        } else {
+            return detail::errno_code(EINVAL);  // not reached: check_subsystem did not compile
+        }
+    }
+
+private:
+    template <class S, class... Args>
+    std::error_code register_checked(subsystem_handle<S, hierarchy>& out, Args&&... args) noexcept {
         write_guard g(*this);
         if (size() > 1) return detail::errno_code(EBUSY);
         if (find_slot(&detail::type_key_v<S>) != Slots) return detail::errno_code(EEXIST);
@@ -324,6 +335,8 @@ public:
         out = subsystem_handle<S, hierarchy>(id, s);
         return {};
     }
+
+public:
 
     /// The registered instance of S, or nullptr. Lock-free once registration is over.
     template <Subsystem S>
@@ -396,12 +409,16 @@ public:
     [[nodiscard]] std::error_code attach_self(container& dest) noexcept { return attach(Traits::self(), dest); }
 
     /// Effects: `child` starts in `parent`'s container (the top one if the hierarchy does not know
-    ///   `parent`, or knew an earlier task of that id); fork hooks run under the callback lock. A
+    ///   `parent`, or knew an earlier task of that id). Every can_fork runs first, in registration
+    ///   order, with that container; a veto (an error or a throw) runs cancel_fork for the
+    ///   subsystems that agreed, in reverse, and changes nothing: the child is not added and no
+    ///   fork hook runs. Then the child is added and fork hooks run under the callback lock. A
     ///   known record of `child` or `parent` whose task has gone (exited, or its id reused) leaves
-    ///   first, as exit would. A child that has already exited (a zombie) is accepted and not
-    ///   placed.
-    /// Errors: EEXIST (child already known and alive), ESRCH / EACCES (from the traits), ENOMEM.
-    /// Locking: takes the manage lock and the callback lock.
+    ///   first, as exit would (also on a veto). A child that has already exited (a zombie) is
+    ///   accepted and not placed, and no hook runs.
+    /// Errors: EEXIST (child already known and alive), ESRCH / EACCES (from the traits), ENOMEM,
+    ///   or a can_fork veto.
+    /// Locking: takes the manage lock (can_fork, cancel_fork), and the callback lock (fork).
     [[nodiscard]] std::error_code fork(id_type parent, id_type child) noexcept {
         write_guard g(*this);
         if (task* old = tasks_.find(child)) {
@@ -423,6 +440,18 @@ public:
             delete t;
             return detail::errno_code(ENOMEM);
         }
+        for (std::size_t i = 0; i < nsubsys_; ++i) {
+            subsys_ops const& o = ops_[i];
+            if (!o.can_fork) continue;
+            if (std::error_code ec = o.can_fork(o.subsystem, c.states_[i].load(std::memory_order_relaxed), c, parent, child)) {
+                for (std::size_t j = i; j-- > 0;) {
+                    if (ops_[j].cancel_fork) ops_[j].cancel_fork(ops_[j].subsystem, c.states_[j].load(std::memory_order_relaxed), c, parent, child);
+                }
+                delete t;
+                return ec;
+            }
+        }
+        // Commit point: nothing below can fail.
         std::lock_guard cb(callback_);
         c.tasks_.push_back(*t);
         tasks_.insert(t);
@@ -573,6 +602,8 @@ private:
         void (*attach)(void*, void*, container&, task_set<container>) noexcept = nullptr;
         void (*post_attach)(void*, void*, container&, task_set<container>) noexcept = nullptr;
         std::error_code (*populate)(void*, void*, container&) noexcept = nullptr;
+        std::error_code (*can_fork)(void*, void*, container&, id_type, id_type) noexcept = nullptr;
+        void (*cancel_fork)(void*, void*, container&, id_type, id_type) noexcept = nullptr;
         void (*fork)(void*, void*, container&, id_type, id_type) noexcept = nullptr;
         void (*exit)(void*, void*, container&, id_type) noexcept = nullptr;
         std::error_code (*add_files)(hierarchy&, container&) noexcept = nullptr;  // files declared as data
@@ -595,40 +626,50 @@ private:
         };
         o.delete_state = [](void* p) noexcept { delete static_cast<St*>(p); };
         o.delete_subsystem = [](void* p) noexcept { delete static_cast<S*>(p); };
-        if constexpr (detail::names_create<S>) {
+        if constexpr (detail::names_create<S, container>) {
             o.create = [](void* ss, void* st, container& c) noexcept {
                 return detail::guarded_call([&] { return static_cast<S*>(ss)->create(*static_cast<St*>(st), c); });
             };
         }
-        if constexpr (detail::names_destroy<S>) {
+        if constexpr (detail::names_destroy<S, container>) {
             o.destroy = [](void* ss, void* st, container& c) noexcept { static_cast<S*>(ss)->destroy(*static_cast<St*>(st), c); };
         }
-        if constexpr (detail::names_can_attach<S>) {
+        if constexpr (detail::names_can_attach<S, container>) {
             o.can_attach = [](void* ss, void* st, container& c, task_set<container> t) noexcept {
                 return detail::guarded_call([&] { return static_cast<S*>(ss)->can_attach(*static_cast<St*>(st), c, t); });
             };
         }
-        if constexpr (detail::names_cancel_attach<S>) {
+        if constexpr (detail::names_cancel_attach<S, container>) {
             o.cancel_attach = [](void* ss, void* st, container& c, task_set<container> t) noexcept {
                 static_cast<S*>(ss)->cancel_attach(*static_cast<St*>(st), c, t);
             };
         }
-        if constexpr (detail::names_attach<S>) {
+        if constexpr (detail::names_attach<S, container>) {
             o.attach = [](void* ss, void* st, container& c, task_set<container> t) noexcept {
                 static_cast<S*>(ss)->attach(*static_cast<St*>(st), c, t);
             };
         }
-        if constexpr (detail::names_post_attach<S>) {
+        if constexpr (detail::names_post_attach<S, container>) {
             o.post_attach = [](void* ss, void* st, container& c, task_set<container> t) noexcept {
                 static_cast<S*>(ss)->post_attach(*static_cast<St*>(st), c, t);
             };
         }
-        if constexpr (detail::names_populate<S>) {
+        if constexpr (detail::names_populate<S, container>) {
             o.populate = [](void* ss, void* st, container& c) noexcept {
                 return detail::guarded_call([&] { return static_cast<S*>(ss)->populate(*static_cast<St*>(st), c); });
             };
         }
-        if constexpr (detail::names_fork<S>) {
+        if constexpr (detail::names_can_fork<S, container>) {
+            o.can_fork = [](void* ss, void* st, container& c, id_type p, id_type ch) noexcept {
+                return detail::guarded_call([&] { return static_cast<S*>(ss)->can_fork(*static_cast<St*>(st), c, p, ch); });
+            };
+        }
+        if constexpr (detail::names_cancel_fork<S, container>) {
+            o.cancel_fork = [](void* ss, void* st, container& c, id_type p, id_type ch) noexcept {
+                static_cast<S*>(ss)->cancel_fork(*static_cast<St*>(st), c, p, ch);
+            };
+        }
+        if constexpr (detail::names_fork<S, container>) {
             o.fork = [](void* ss, void* st, container& c, id_type p, id_type ch) noexcept {
                 static_cast<S*>(ss)->fork(*static_cast<St*>(st), c, p, ch);
             };
@@ -643,7 +684,7 @@ private:
                 return std::error_code{};
             };
         }
-        if constexpr (detail::names_exit<S>) {
+        if constexpr (detail::names_exit<S, container>) {
             o.exit = [](void* ss, void* st, container& c, id_type t) noexcept { static_cast<S*>(ss)->exit(*static_cast<St*>(st), c, t); };
         }
         return o;
