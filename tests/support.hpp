@@ -132,19 +132,23 @@ private:
     std::thread thread_;
 };
 
-/// A directory of our own under the kernel's cgroup v1 cpuset hierarchy, removed (with everything
-/// below it) at scope exit. Empty optional where the hierarchy is not mounted writable.
+/// A directory of our own under one of the kernel's cgroup v1 hierarchies (cpuset by default),
+/// removed (with everything below it) at scope exit.
 class kernel_scratch {
 public:
-    static std::optional<kernel_scratch> make();
+    /// A uniquely named directory below `root`, a mounted cgroup v1 hierarchy (cpuset's gets the
+    /// parent's CPUs and nodes); nullopt where it is not writable. Removed with its subtree when
+    /// this goes, its tasks moved to the root first.
+    static std::optional<kernel_scratch> make(std::string const& root = "/sys/fs/cgroup/cpuset");
     ~kernel_scratch();
-    kernel_scratch(kernel_scratch&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+    kernel_scratch(kernel_scratch&& o) noexcept : root_(std::move(o.root_)), path_(std::move(o.path_)) { o.path_.clear(); }
     kernel_scratch(kernel_scratch const&) = delete;
     kernel_scratch& operator=(kernel_scratch const&) = delete;
     [[nodiscard]] std::string const& path() const { return path_; }
 
 private:
-    explicit kernel_scratch(std::string p) : path_(std::move(p)) {}
+    kernel_scratch(std::string r, std::string p) : root_(std::move(r)), path_(std::move(p)) {}
+    std::string root_;
     std::string path_;
 };
 
