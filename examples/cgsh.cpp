@@ -285,7 +285,7 @@ private:
         std::string value;
         for (std::size_t k = i; k < redirect; ++k) value += (k == i ? "" : " ") + w[k];
         if (newline) value += '\n';
-        std::error_code ec = fs::write(h_, w[redirect + 1], value);
+        std::error_code ec = fs::write(h_, w[redirect + 1], value, fs::open_mode::create);  // as a shell opens it
         if (ec) why = "echo > " + w[redirect + 1] + ": " + ec.message();
         return ec;
     }

@@ -69,6 +69,14 @@ mapfile -t lines <<<"$out"
 [ ${#lines[@]} -eq 4 ] || fail "porcelain: ${#lines[@]} lines for 4 commands"
 [ "${lines[3]}" = "ok r\\rx\\x01y\\x7fz\\xc2\\x85w\\xe2\\x80\\xa8v\\n$files" ] || fail "porcelain escapes: ${lines[3]}"
 
+# echo > opens as a shell does, with O_CREAT: a missing file (a top-only one below the top among
+# them) is EACCES, as the kernel's VFS answers; a missing directory on the way is still ENOENT.
+out=$(printf '%s\n' 'mkdir /e' 'echo 1 > /e/release_agent' 'echo 1 > /e/nofile' 'echo 1 > /nodir/x' \
+  'echo 1 > /e/tasks/' 'echo all > /e/cpuset.cpus' 'echo 4294967296 > /e/cpuset.mem_hardwall' \
+  'cat /e/cpuset.mem_hardwall' | "$cgsh" --porcelain 2>/dev/null || true)
+expected=$(printf '%s\n' ok 'err EACCES' 'err EACCES' 'err ENOENT' 'err EISDIR' ok ok 'ok 0\n')
+[ "$out" = "$expected" ] || fail "echo > as a shell opens: $out"
+
 # -c and plain output
 [ "$("$cgsh" -c 'mkdir /x
 cat /x/cgroup.clone_children')" = "0" ] || fail "-c"

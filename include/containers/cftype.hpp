@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -31,6 +32,9 @@ struct cftype {
     std::function<std::error_code(C&, std::string& out)> read;
     /// Takes the bytes of one write. Absent: the file cannot be written (EINVAL).
     std::function<std::error_code(C&, std::string_view value)> write;
+    /// The largest write taken, in bytes (more is E2BIG); 0 for a page, as kernfs gives every
+    /// cgroup file without a max_write_len of its own.
+    std::size_t max_write_len = 0;
 
     [[nodiscard]] bool shown_in(C const& c) const noexcept {
         return scope == where::everywhere || (scope == where::top_only) == c.is_top();
@@ -71,6 +75,9 @@ namespace parse {
 [[nodiscard]] inline std::error_code s64(std::string_view s, std::int64_t& out) noexcept {
     bool const negative = s.starts_with('-');
     if (negative) s.remove_prefix(1);
+    // kstrtoll: after a minus sign the digits follow at once ("-+1" is EINVAL); "+" alone is
+    // kstrtoull's.
+    if (negative && s.starts_with('+')) return detail::errno_code(EINVAL);
     std::uint64_t v = 0;
     if (std::error_code ec = u64(s, v)) return ec;
     if (negative ? v > std::uint64_t{1} << 63 : v > (std::uint64_t{1} << 63) - 1) return detail::errno_code(ERANGE);
@@ -78,9 +85,10 @@ namespace parse {
     return {};
 }
 
-/// The kernel's strstrip(): white space off both ends.
+/// The kernel's strstrip(): white space off both ends, as its isspace() sees it (0xa0, Latin-1's
+/// no-break space, included).
 [[nodiscard]] inline std::string_view strip(std::string_view s) noexcept {
-    constexpr std::string_view space = " \t\n\v\f\r";
+    constexpr std::string_view space = " \t\n\v\f\r\xa0";
     std::size_t const b = s.find_first_not_of(space);
     if (b == std::string_view::npos) return {};
     return s.substr(b, s.find_last_not_of(space) - b + 1);

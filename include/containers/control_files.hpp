@@ -309,17 +309,45 @@ template <class H>
     return {};
 }
 
-/// Writes `value` to the file at `path`, as one write(2) of those bytes would.
-/// Errors: ENOENT, ENOTDIR, EISDIR, EINVAL (a file that cannot be written, or a malformed
-/// value), E2BIG (over a page), ENODEV, or the handler's. An empty write changes nothing.
+/// How a write opens its file: as open(2) with O_WRONLY, or with O_WRONLY | O_CREAT | O_TRUNC
+/// as a shell's `echo VALUE > PATH` does (cgroupfs creates nothing, so only the errors differ).
+enum class open_mode { write_only, create };
+
+/// Writes `value` to the file at `path`, as one write(2) of those bytes would, after opening it
+/// as `mode` says.
+/// Errors, in the kernel's order: from the open, ENOENT, ENOTDIR, EISDIR (a container; with
+///   `create` also a path ending in '/'), and with `create` EACCES where a live container has no
+///   file of that name (cgroupfs has no create operation: release_agent and the other top-only
+///   files below the top, for one); then, as kernfs and cgroup_file_write check, E2BIG (over the
+///   file's max_write_len, a page unless the file says otherwise), success for an empty write,
+///   EINVAL (a file that cannot be written, or a malformed value), ENODEV, or the handler's.
 template <class H>
-[[nodiscard]] std::error_code write(H& h, std::string_view path, std::string_view value) noexcept {
+[[nodiscard]] std::error_code write(H& h, std::string_view path, std::string_view value, open_mode mode = open_mode::write_only) noexcept {
     read_section rs;
     detail::target<H> t;
+    if (mode == open_mode::create && !path.empty() && path.front() == '/') {
+        // The VFS answers before cgroupfs: once the directories on the way resolve, O_CREAT of a
+        // name ending in '/' is EISDIR whatever it names, and a missing name is refused by the
+        // directory's permission to create (EACCES: cgroupfs has no ->create).
+        std::string_view trimmed = path;
+        while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.remove_suffix(1);
+        std::string_view parent, last;
+        if (detail::split_last(trimmed, parent, last) && !last.empty()) {
+            detail::target<H> dir;
+            if (std::error_code ec = detail::resolve(h, parent, dir)) return ec;
+            if (dir.file != nullptr) return detail::errno_code(ENOTDIR);
+            if (trimmed.size() != path.size()) return detail::errno_code(EISDIR);
+            if (last != "." && last != ".." && detail::resolve(h, trimmed, t) == std::errc::no_such_file_or_directory) {
+                return detail::errno_code(EACCES);
+            }
+            t = {};
+        }
+    }
     if (std::error_code ec = detail::resolve_file(h, path, t)) return ec;
-    if (!t.file->write) return detail::errno_code(EINVAL);
-    if (value.size() > detail::max_write) return detail::errno_code(E2BIG);
+    std::size_t const limit = t.file->max_write_len != 0 ? t.file->max_write_len : detail::max_write;
+    if (value.size() > limit) return detail::errno_code(E2BIG);
     if (value.empty()) return {};
+    if (!t.file->write) return detail::errno_code(EINVAL);
     // The kernel hands handlers a NUL-terminated copy: text after a NUL byte is not seen.
     value = value.substr(0, value.find('\0'));
     return containers::detail::guarded_call([&] { return t.file->write(*t.dir, value); });

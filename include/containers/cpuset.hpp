@@ -347,13 +347,30 @@ public:
         for (auto const& t : tasks) migrate_pages(t.id, state_of(*t.from).effective_mems, s.effective_mems);
     }
 
-    /// A child starts with its cpuset's affinity. Best effort, as the kernel's cpuset_fork, which
-    /// cannot fail either: a thread created by clone already has its parent's. Manage and
-    /// callback locks held.
-    void fork(state& s, container&, id_type, id_type child) noexcept {
+    /// A child starts as the kernel's cpuset_fork starts it: with its parent's current affinity
+    /// (the parent's own sched_setaffinity wish included), not its cpuset's CPUs, and with the
+    /// parent's request remembered as its own (as dup_user_cpus_ptr copies it), so that later
+    /// changes of the cpuset apply that wish to both. Best effort, as the kernel's, which cannot
+    /// fail either: where the parent cannot be read (gone, or not a thread) the child gets what
+    /// its request and the cpuset give. Manage and callback locks held.
+    void fork(state& s, container&, id_type parent, id_type child) noexcept {
+        (void)containers::detail::guarded_call([&] {
+            if (auto it = requested_.find(parent); it != requested_.end()) {
+                cpumask wish = it->second;
+                requested_.insert_or_assign(child, std::move(wish));
+            }
+            return std::error_code{};
+        });
         if constexpr (H::traits_type::thread_bound) {
             cpumask target;
-            if (target_of(child, s.effective_cpus, target)) return;
+            (void)containers::detail::guarded_call([&] {
+                auto set = cpumask::range(0, std::max<std::size_t>(topology_.possible_cpus, 1) - 1).to_cpu_set();
+                if (set.set && detail::sys::sched_getaffinity(parent, set.bytes, set.set.get()) == 0) {
+                    target = cpumask::from_cpu_set(set.set.get(), set.bytes) & s.effective_cpus;
+                }
+                return std::error_code{};
+            });
+            if (target.empty() && target_of(child, s.effective_cpus, target)) return;
             if (!target.empty()) (void)detail::sys::sched_setaffinity(child, target.affinity_bytes(), target.affinity_data());
         }
     }
@@ -975,37 +992,45 @@ std::vector<cftype<C>> const& basic_cpuset<H>::files() {
             if (writable) f.write = [writable_cpus](C& c, std::string_view value) { return cs::write_mask(c, value, writable_cpus); };
             return f;
         };
+        // The kernel's max_write_len (cpuset-v1.c): 100 + 6 * NR_CPUS bytes for cpus, read from
+        // kernel_max (NR_CPUS - 1), and 100 + 6 * MAX_NUMNODES for mems, the node-mask width
+        // used here (mask_bits: 1024, x86-64's MAX_NUMNODES).
         v.push_back(list_file("cpuset.cpus", &state::cpus, true, true));
+        v.back().max_write_len = 100 + 6 * topology::kernel_nr_cpus();
         v.push_back(list_file("cpuset.mems", &state::mems, false, true));
+        v.back().max_write_len = 100 + 6 * mask_bits(topology{}, false);
         v.push_back(list_file("cpuset.effective_cpus", &state::effective_cpus, true, false));
         v.push_back(list_file("cpuset.effective_mems", &state::effective_mems, false, false));
 
         // Flags that validation looks at go through change(); the others are set directly.
+        // cpuset_write_u64 hands the u64 to cpuset_update_flag(..., int turning_on): only its low
+        // 32 bits count, so 4294967296 clears a flag (notify_on_release and
+        // memory_pressure_enabled take the whole u64).
         auto exclusive_flag = [](std::string_view n, bool state::*field, bool config::*trial_field) {
-            return flag_file<C>(
+            return u64_file<C>(
                 n,
                 [field](C& c) {
                     auto lock = c.owner().manage_lock();
-                    return cs::state_of(c).*field;
+                    return std::uint64_t{cs::state_of(c).*field};
                 },
-                [trial_field](C& c, bool on) {
+                [trial_field](C& c, std::uint64_t written) {
                     return cs::change(c, [&](config& t) {
-                        t.*trial_field = on;
+                        t.*trial_field = static_cast<std::uint32_t>(written) != 0;
                         return std::error_code{};
                     });
                 });
         };
-        auto plain_flag = [](std::string_view n, bool state::*field) {
-            return flag_file<C>(
+        auto plain_flag = [](std::string_view n, bool state::*field, bool whole_u64 = false) {
+            return u64_file<C>(
                 n,
                 [field](C& c) {
                     auto lock = c.owner().manage_lock();
-                    return cs::state_of(c).*field;
+                    return std::uint64_t{cs::state_of(c).*field};
                 },
-                [field](C& c, bool on) {
+                [field, whole_u64](C& c, std::uint64_t written) {
                     auto lock = c.owner().manage_lock();
                     if (c.removed()) return detail::errno_code(ENODEV);
-                    cs::state_of(c).*field = on;
+                    cs::state_of(c).*field = whole_u64 ? written != 0 : static_cast<std::uint32_t>(written) != 0;
                     return std::error_code{};
                 });
         };
@@ -1022,7 +1047,7 @@ std::vector<cftype<C>> const& basic_cpuset<H>::files() {
             return ec;
         };
         v.push_back(balance);
-        cftype<C> enabled = plain_flag("cpuset.memory_pressure_enabled", &state::memory_pressure_enabled);
+        cftype<C> enabled = plain_flag("cpuset.memory_pressure_enabled", &state::memory_pressure_enabled, true);
         enabled.scope = cftype<C>::where::top_only;
         v.push_back(enabled);
         v.push_back(u64_file<C>("cpuset.memory_pressure", [](C& c) {
