@@ -194,6 +194,10 @@ public:
         if (std::error_code ec = h_.register_subsystem(cs)) {
             std::fprintf(stderr, "cgsh: cpuset: %s\n", ec.message().c_str());
         }
+        containers::subsystem_handle<containers::cpuacct, hierarchy> ca;
+        if (std::error_code ec = h_.register_subsystem(ca)) {
+            std::fprintf(stderr, "cgsh: cpuacct: %s\n", ec.message().c_str());
+        }
         containers::subsystem_handle<containers::pids, hierarchy> ps;
         if (std::error_code ec = h_.register_subsystem(ps)) {
             std::fprintf(stderr, "cgsh: pids: %s\n", ec.message().c_str());

@@ -196,7 +196,7 @@ TEST_CASE("several hierarchies coexist, each with its own view of a thread", "[t
     std::vector<C*> mine;
     for (auto& h : hs) {
         C* c = nullptr;
-        REQUIRE_FALSE(h->mkdir(h->top(), "g" + std::to_string(mine.size()), &c));
+        REQUIRE_FALSE(h->mkdir(h->top(), test::named("g", mine.size()), &c));
         mine.push_back(c);
     }
     std::thread([&] {

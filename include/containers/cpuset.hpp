@@ -317,16 +317,22 @@ public:
     /// one thread restores those before it and returns the errno (EBUSY for a SCHED_DEADLINE
     /// thread whose bandwidth would not fit, as the kernel refuses it), or ENOMEM.
     /// Manage lock held.
-    std::error_code can_attach(state& s, container&, task_set<container> tasks) noexcept {
+    std::error_code can_attach(state& s, container& c, task_set<container> tasks) noexcept {
         if (s.effective_cpus.empty() || s.effective_mems.empty()) return containers::detail::errno_code(ENOSPC);
         if constexpr (H::traits_type::thread_bound) {
             if (hotplug_move_) return {};  // set_topology applied the affinities already
+            H const& h = c.owner();
             for (auto const& t : tasks) {
-                if (detail::no_setaffinity(t.id)) return containers::detail::errno_code(EINVAL);
+                if (!known_settable(h, t.id) && detail::no_setaffinity(t.id)) return containers::detail::errno_code(EINVAL);
             }
             if (std::error_code ec = pending_.reserve(tasks.size())) return ec;
             for (auto const& t : tasks) {
-                if (std::error_code ec = apply_affinity(pending_, t.id, s.effective_cpus)) {
+                // From a cpuset below the top the library placed the thread: its affinity is
+                // known and not read back (as set_cpus assumes; a thread that changed it behind
+                // the library's back gets its cpuset's back on a veto), from the top it is read.
+                std::error_code ec = t.from->is_top() ? apply_affinity(pending_, t.id, s.effective_cpus)
+                                                      : apply_affinity(pending_, t.id, s.effective_cpus, state_of(*t.from).effective_cpus);
+                if (ec) {
                     pending_.undo();
                     return ec;
                 }
@@ -647,6 +653,22 @@ private:
             for (std::size_t n : to) if (n < bits) new_nodes[n / (8 * sizeof(unsigned long))] |= 1ul << (n % (8 * sizeof(unsigned long)));
             (void)detail::sys::migrate_pages(id, bits + 1, old_nodes, new_nodes);
             migrations_.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+
+    // Whether thread `id` is known to carry no PF_NO_SETAFFINITY without reading /proc: the
+    // calling thread (it runs user code: no kernel thread), or a known task whose identity saw
+    // the flag clear when it was met (the kernel sets it when such a thread is created). A task
+    // new to the hierarchy is not yet in its table: it is read. Manage lock held.
+    static bool known_settable(H const& h, id_type id) noexcept {
+        if (id == H::traits_type::self()) return true;
+        if constexpr (requires(typename H::task const& t) {
+                          { t.identity().may_set_affinity() } noexcept -> std::same_as<bool>;
+                      }) {
+            auto const* t = h.find_task(id);
+            return t != nullptr && t->identity().may_set_affinity();
+        } else {
+            return false;
         }
     }
 

@@ -1,8 +1,8 @@
 // libFuzzer harness for the path interface: each input is a sequence of operations (mkdir,
-// rmdir, read, write, list, attach, fork, exit) on a small space of paths and values, run
-// against one hierarchy of logical tasks with pids registered; after each, the invariants are
-// checked: the tree is consistent with the count, every task is in exactly one live container,
-// the index agrees, and pids.current is the number of tasks of each subtree.
+// rmdir, read, write, list, attach, fork, exit, a cpuacct charge) on a small space of paths and
+// values, run against one hierarchy of logical tasks with pids and cpuacct registered; after each,
+// the invariants are checked: the tree is consistent with the count, every task is in exactly one
+// live container, the index agrees, and pids.current is the number of tasks of each subtree.
 // Build: clang++-14 -fsanitize=fuzzer,address,undefined (CONTAINERS_BUILD_FUZZERS=ON).
 #include <containers/containers.hpp>
 #include <containers/pids.hpp>
@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -40,9 +41,10 @@ struct input {
 std::string component(input& in) {
     static char const* const names[] = {"a", "b", "c", "tasks", "cgroup.procs", "notify_on_release",
                                         "cgroup.clone_children", "release_agent", ".", "..", "", "x\ny",
+                                        "cpuacct.usage", "cpuacct.usage_user", "cpuacct.usage_sys", "cpuacct.stat",
                                         "pids.max", "pids.current", "pids.peak", "pids.events"};
     std::uint8_t const b = in.byte();
-    if (b < 240) return names[b % 16];
+    if (b < 240) return names[b % std::size(names)];
     return in.bytes(b % 8);  // raw bytes now and then
 }
 
@@ -75,6 +77,9 @@ void check(H& h) {
         if (pids::peak(c) < pids::current(c)) std::abort();
         if (c.removed()) std::abort();
         if (!c.is_top() && c.parent()->removed()) std::abort();
+        // cpuacct: logical tasks are charged user + system, so usage is their sum everywhere.
+        auto const& acct = h.state_of<containers::basic_cpuacct<H>>(c);
+        if (acct.usage != acct.user + acct.sys) std::abort();
         for (auto const& t : containers::views::tasks(c)) {
             ++tasks;
             if (&t.container() != &c || h.find_task(t.id) != &t) std::abort();
@@ -87,13 +92,15 @@ void check(H& h) {
 
 extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size) {
     H h;
-    containers::subsystem_handle<pids, H> p;
-    if (h.register_subsystem(p)) std::abort();
+    containers::subsystem_handle<containers::basic_cpuacct<H>, H> cpuacct;
+    if (h.register_subsystem(cpuacct)) std::abort();
+    containers::subsystem_handle<pids, H> pids_handle;
+    if (h.register_subsystem(pids_handle)) std::abort();
     input in{data, size};
     std::string out;
     std::vector<std::string> names;
     while (in.size > 0) {
-        switch (in.byte() % 8) {
+        switch (in.byte() % 9) {
             case 0: (void)containers::fs::mkdir(h, path(in)); break;
             case 1: (void)containers::fs::rmdir(h, path(in)); break;
             case 2: (void)containers::fs::read(h, path(in), out); break;
@@ -110,6 +117,7 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
             }
             case 6: (void)h.fork(in.byte() % 8, in.byte() % 16); break;
             case 7: (void)h.exit(in.byte() % 16); break;
+            case 8: cpuacct.subsystem().charge(h, in.byte() % 16, in.byte(), in.byte()); break;
         }
         check(h);
     }
