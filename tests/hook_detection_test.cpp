@@ -60,7 +60,7 @@ class private_hook_final final : public base {
 };
 
 struct no_state : subsystem_tag {
-    static constexpr std::string_view name = "x";
+    [[maybe_unused]] static constexpr std::string_view name = "x";
 };
 struct throwing_state : base {
     struct state {

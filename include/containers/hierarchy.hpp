@@ -10,8 +10,10 @@
 //   attach, fork, exit, registration. Subsystem hooks run with it held and must not call back
 //   into these operations (debug builds assert).
 // - The callback lock nests inside the manage lock and is held at the moment of change: linking
-//   and unlinking containers, moving tasks (the attach, fork and exit hooks run under it). Code
-//   that only needs a stable snapshot of what attach changes takes the callback lock alone.
+//   and unlinking containers, moving tasks (the attach, fork and exit hooks run under it; the
+//   fallible hooks and their undo hooks, create, destroy, populate, can_attach, cancel_attach,
+//   post_attach, can_fork and cancel_fork, run under the manage lock alone). Code that only
+//   needs a stable snapshot of what attach changes takes the callback lock alone.
 // - The read path takes neither. current(), container_of() and task::container() load atomics
 //   and, for a thread that attached itself, a thread-local pointer: they never block and write no
 //   shared memory. Inside a read_section, a container so obtained stays valid even if the task
@@ -144,6 +146,36 @@ public:
     /// Locking: takes the manage lock, and the callback lock to unlink.
     [[nodiscard]] std::error_code rmdir(container& c) noexcept {
         write_guard g(*this);
+        return rmdir_locked(c);
+    }
+
+    /// Effects: as rmdir, after moving every task of `c` to its parent, in one step under the
+    ///   manage lock: a task attached to `c` concurrently is either moved or refused (ENODEV).
+    ///   The move is an attach (can_attach, attach, post_attach hooks; a task that ended
+    ///   meanwhile is skipped) and all or nothing: on a veto `c` and its tasks stay as they were.
+    ///   With notify_on_release, `c` is released as its last task leaves, as when they are moved
+    ///   one by one before an rmdir. For owned_container (owned_container.hpp).
+    /// Errors: as rmdir (EBUSY: the top container, or children remain), ENOMEM, or a can_attach
+    ///   veto of the parent's subsystems.
+    /// Locking: takes the manage lock, and the callback lock to move and to unlink.
+    [[nodiscard]] std::error_code rmdir_moving_tasks(container& c) noexcept {
+        write_guard g(*this);
+        if (c.removed()) return detail::errno_code(ENOENT);
+        if (c.is_top() || !c.children_.empty()) return detail::errno_code(EBUSY);
+        if (!c.tasks_.empty()) reap_locked(c);
+        if (std::size_t const n = c.tasks_.size()) {
+            std::unique_ptr<id_type[]> ids(new (std::nothrow) id_type[n]);
+            if (!ids) return detail::errno_code(ENOMEM);
+            std::size_t i = 0;
+            for (task const& t : c.tasks_) ids[i++] = t.id;
+            if (std::error_code ec = attach_ids_locked(std::span<id_type const>(ids.get(), n), *c.parent_, true)) return ec;
+        }
+        return rmdir_locked(c);
+    }
+
+private:
+    std::error_code rmdir_locked(container& c) noexcept {
+        assert(manage_.held_by_me());
         if (c.removed()) return detail::errno_code(ENOENT);
         if (c.is_top() || !c.children_.empty()) return detail::errno_code(EBUSY);
         if (!c.tasks_.empty()) reap_locked(c);
@@ -162,6 +194,8 @@ public:
         check_release(parent);
         return {};
     }
+
+public:
 
     /// The path of `c`: "/" for the top container, else "/a/b". Names and parents are immutable,
     /// so no lock is needed while `c` is valid. Iterative: any depth works.
