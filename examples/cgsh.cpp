@@ -198,6 +198,10 @@ public:
         if (std::error_code ec = h_.register_subsystem(ca)) {
             std::fprintf(stderr, "cgsh: cpuacct: %s\n", ec.message().c_str());
         }
+        containers::subsystem_handle<containers::pids, hierarchy> ps;
+        if (std::error_code ec = h_.register_subsystem(ps)) {
+            std::fprintf(stderr, "cgsh: pids: %s\n", ec.message().c_str());
+        }
     }
 
     // Runs one line. Output goes to `out`; on failure `why` says what was wrong, in words.

@@ -51,7 +51,7 @@ struct forker : subsystem_tag {
 };
 
 /// A pids-like limit: can_fork charges the child to its container, cancel_fork and exit uncharge.
-struct pids : subsystem_tag {
+struct pid_cap : subsystem_tag {
     static constexpr std::string_view name = "pids";
     struct state {
         int count = 0;
@@ -139,7 +139,7 @@ TEST_CASE("a veto at each position undoes exactly the subsystems before it, in r
 
 TEST_CASE("a pids-like limit refuses the fork past it and keeps its count through cancels", "[fork][hooks]") {
     LH h;
-    subsystem_handle<pids, LH> p;
+    subsystem_handle<pid_cap, LH> p;
     subsystem_handle<forker<0>, LH> after;  // registered after pids: its veto cancels pids' charge
     REQUIRE_FALSE(h.register_subsystem(p));
     REQUIRE_FALSE(h.register_subsystem(after));

@@ -11,6 +11,7 @@
 #include "detail/rcu.hpp"           // IWYU pragma: export (read_section)
 #include "hierarchy.hpp"            // IWYU pragma: export
 #include "owned_container.hpp"      // IWYU pragma: export
+#include "pids.hpp"                 // IWYU pragma: export
 #include "subsystem_concepts.hpp"   // IWYU pragma: export
 #include "task_traits.hpp"          // IWYU pragma: export
 #include "topology.hpp"             // IWYU pragma: export
