@@ -23,13 +23,13 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
 
 #include "detail/errors.hpp"
+#include "detail/function.hpp"
 
 namespace containers {
 

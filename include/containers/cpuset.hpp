@@ -33,14 +33,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cassert>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <new>
-#include <functional>
 #include <mutex>
 #include <span>
 #include <string>
@@ -57,12 +56,13 @@
 #include "cftype.hpp"
 #include "cpumask.hpp"
 #include "detail/errors.hpp"
+#include "detail/function.hpp"
 #include "detail/rcu.hpp"
 #include "detail/syscalls.hpp"
+#include "detail/tree_walk.hpp"
 #include "hierarchy.hpp"
 #include "subsystem_concepts.hpp"
 #include "topology.hpp"
-#include "detail/tree_walk.hpp"
 
 namespace containers {
 
@@ -272,9 +272,9 @@ public:
 
     explicit basic_cpuset(topology t = topology::from_system(),
                           std::function<std::int64_t()> clock = [] {
-                              return std::chrono::duration_cast<std::chrono::seconds>(
-                                         std::chrono::steady_clock::now().time_since_epoch())
-                                  .count();
+                              timespec t{};
+                              ::clock_gettime(CLOCK_MONOTONIC, &t);
+                              return static_cast<std::int64_t>(t.tv_sec);
                           })
         : topology_(std::move(t)), clock_(std::move(clock)) {}
 

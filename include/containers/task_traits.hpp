@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -29,6 +28,7 @@
 #include <unistd.h>
 
 #include "detail/errors.hpp"
+#include "detail/function.hpp"
 #include "detail/syscalls.hpp"
 
 namespace containers {
