@@ -231,7 +231,9 @@ TEST_CASE("handles destroyed in several threads while tasks attach to their cont
         threads.emplace_back([&, k, mine = std::move(handed[static_cast<std::size_t>(k)])]() mutable {
             for (int i = 0; i < rounds; ++i) {
                 owned g;
-                std::string const name = "o" + std::to_string(k) + "_" + std::to_string(i % 4);
+                std::string name = test::named("o", k);  // appended: "o" + std::string trips g++ 12 -O2
+                name += '_';
+                name += std::to_string(i % 4);
                 if (owned::create(h, h.top(), name, g, removal::move_tasks_to_parent)) {
                     failures++;
                     continue;
