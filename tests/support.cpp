@@ -14,9 +14,6 @@
 namespace test {
 
 namespace {
-constexpr char const* cpuset_root = "/sys/fs/cgroup/cpuset";
-constexpr char const* cpuset_root_tasks = "/sys/fs/cgroup/cpuset/tasks";
-
 void copy_file(std::string const& from, std::string const& to) {
     char buf[4096];
     int in = ::open(from.c_str(), O_RDONLY);
@@ -57,19 +54,19 @@ void remove_tree(std::string const& dir, std::string const& parent_tasks) {
 }
 }  // namespace
 
-std::optional<kernel_scratch> kernel_scratch::make() {
-    std::string root = cpuset_root;
+std::optional<kernel_scratch> kernel_scratch::make(std::string const& root) {
     if (::access((root + "/tasks").c_str(), W_OK) != 0) return std::nullopt;
     std::string p = root + "/containers-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand());
     if (::mkdir(p.c_str(), 0755) != 0) return std::nullopt;
-    // A new cpuset starts empty; give it the parent's CPUs and nodes so that tasks may join.
+    // A new cpuset starts empty; give it the parent's CPUs and nodes so that tasks may join
+    // (elsewhere there are no such files, and nothing is copied).
     copy_file(root + "/cpuset.cpus", p + "/cpuset.cpus");
     copy_file(root + "/cpuset.mems", p + "/cpuset.mems");
-    return kernel_scratch(p);
+    return kernel_scratch(p, root);
 }
 
 kernel_scratch::~kernel_scratch() {
-    if (!path_.empty()) remove_tree(path_, cpuset_root_tasks);
+    if (!path_.empty()) remove_tree(path_, root_ + "/tasks");
 }
 
 outcome kernel_op(std::string const& root, std::string const& op, std::string const& path, std::string const& value) {

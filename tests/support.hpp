@@ -132,20 +132,22 @@ private:
     std::thread thread_;
 };
 
-/// A directory of our own under the kernel's cgroup v1 cpuset hierarchy, removed (with everything
-/// below it) at scope exit. Empty optional where the hierarchy is not mounted writable.
+/// A directory of our own under one of the kernel's cgroup v1 hierarchies (cpuset unless told),
+/// removed (with everything below it, its tasks moved back to the root) at scope exit. Empty
+/// optional where the hierarchy is not mounted writable.
 class kernel_scratch {
 public:
-    static std::optional<kernel_scratch> make();
+    static std::optional<kernel_scratch> make(std::string const& root = "/sys/fs/cgroup/cpuset");
     ~kernel_scratch();
-    kernel_scratch(kernel_scratch&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+    kernel_scratch(kernel_scratch&& o) noexcept : path_(std::move(o.path_)), root_(std::move(o.root_)) { o.path_.clear(); }
     kernel_scratch(kernel_scratch const&) = delete;
     kernel_scratch& operator=(kernel_scratch const&) = delete;
     [[nodiscard]] std::string const& path() const { return path_; }
 
 private:
-    explicit kernel_scratch(std::string p) : path_(std::move(p)) {}
+    kernel_scratch(std::string p, std::string root) : path_(std::move(p)), root_(std::move(root)) {}
     std::string path_;
+    std::string root_;
 };
 
 /// The result of one operation of a conformance script: the errno (0 for success) and, for a
