@@ -146,6 +146,10 @@ public:
         if (std::error_code ec = h_.register_subsystem(cs)) {
             std::fprintf(stderr, "cgsh: cpuset: %s\n", ec.message().c_str());
         }
+        containers::subsystem_handle<containers::freezer, hierarchy> fz;
+        if (std::error_code ec = h_.register_subsystem(fz)) {
+            std::fprintf(stderr, "cgsh: freezer: %s\n", ec.message().c_str());
+        }
     }
 
     // Runs one line; false when it failed. Output goes to `out`.

@@ -17,6 +17,7 @@ struct running {
 };
 using H = containers::hierarchy<containers::logical_task_traits<std::int32_t, running>, 4>;
 using C = H::container;
+using F = containers::basic_freezer<H>;
 
 struct input {
     std::uint8_t const* data;
@@ -35,9 +36,10 @@ struct input {
 
 std::string component(input& in) {
     static char const* const names[] = {"a", "b", "c", "tasks", "cgroup.procs", "notify_on_release",
-                                        "cgroup.clone_children", "release_agent", ".", "..", "", "x\ny"};
+                                        "cgroup.clone_children", "release_agent", ".", "..", "", "x\ny",
+                                        "freezer.state", "freezer.self_freezing", "freezer.parent_freezing"};
     std::uint8_t const b = in.byte();
-    if (b < 240) return names[b % 12];
+    if (b < 240) return names[b % 15];
     return in.bytes(b % 8);  // raw bytes now and then
 }
 
@@ -50,9 +52,10 @@ std::string path(input& in) {
 }
 
 std::string value(input& in) {
-    static char const* const values[] = {"0", "1", "1\n", " 2 ", "0x10", "-1", "abc", "", "3", "7\n", "18446744073709551616"};
+    static char const* const values[] = {"0", "1", "1\n", " 2 ", "0x10", "-1", "abc", "", "3", "7\n", "18446744073709551616",
+                                         "FROZEN", "THAWED\n", "FREEZING"};
     std::uint8_t const b = in.byte();
-    if (b < 200) return values[b % 11];
+    if (b < 200) return values[b % 14];
     return in.bytes(b % 32);
 }
 
@@ -63,6 +66,10 @@ void check(H& h) {
     for (C& c : containers::views::subtree(h.top())) {
         ++containers;
         if (c.removed()) std::abort();
+        // freezer: a group is freezing exactly when it or an ancestor was frozen.
+        F::state const& st = h.state_of<F>(c);
+        bool const parent = !c.is_top() && F::freezing(*c.parent());
+        if (st.parent_freezing != parent || F::freezing(c) != (st.self_freezing || st.parent_freezing)) std::abort();
         if (!c.is_top() && c.parent()->removed()) std::abort();
         for (auto const& t : containers::views::tasks(c)) {
             ++tasks;
@@ -76,6 +83,8 @@ void check(H& h) {
 
 extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size) {
     H h;
+    containers::subsystem_handle<F, H> fz;
+    if (h.register_subsystem(fz)) std::abort();
     input in{data, size};
     std::string out;
     std::vector<std::string> names;
