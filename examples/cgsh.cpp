@@ -9,14 +9,18 @@
 //   fork PARENT CHILD   tell the hierarchy that task PARENT forked task CHILD
 //   exit TID            the task has exited
 //   affinity TID        the task's real CPU affinity, as a list
+//   help                the commands, one line each
 // Every argument is a bare word or a double-quoted string with the escapes \\ \" \n \t \r \xHH.
 // Each line runs as soon as it is read, so another program can drive cgsh through pipes. A failed
-// command prints "cgsh: LINE: ENAME (message)" on standard error; the exit status is 1 if any
-// failed. With --porcelain, each command prints exactly one line on standard output: "ok",
+// command says what was wrong on standard error ("cgsh: mkdir /a: File exists", "cgsh: unknown
+// command 'mkdri'"), prefixed by its line number ("cgsh: 3: ...") unless standard input is a
+// terminal, where cgsh prompts ("cgsh> " on standard error) instead; the exit status is 1 if any
+// command failed. With --porcelain, each command prints exactly one line on standard output: "ok",
 // "ok OUTPUT" (the backslash and every byte that is not printable ASCII escaped: \n \t \r, else
-// \xHH), or "err ENAME".
+// \xHH), or "err ENAME"; a failure also prints "cgsh: LINE: ENAME (message)" on standard error.
 #include <containers/containers.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <condition_variable>
@@ -29,8 +33,10 @@
 #include <mutex>
 #include <sched.h>
 #include <sstream>
+#include <string_view>
 #include <string>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -39,6 +45,48 @@ using hierarchy = containers::hierarchy<>;
 namespace fs = containers::fs;
 
 std::error_code err(int e) { return {e, std::generic_category()}; }
+
+// EINVAL, with what was wrong in words for the human mode.
+std::error_code invalid(std::string& why, std::string text) {
+    why = std::move(text);
+    return err(EINVAL);
+}
+
+// One line per command, for `help` and for the usage errors.
+struct command_help {
+    std::string_view name, usage, what;
+};
+constexpr command_help commands[] = {
+    {"mkdir", "mkdir PATH", "create a container"},
+    {"rmdir", "rmdir PATH", "remove an empty container"},
+    {"echo", "echo [-n] VALUE... > PATH", "write VALUE (and a newline, unless -n) to a control file"},
+    {"cat", "cat PATH", "print a control file"},
+    {"ls", "ls [PATH]", "list a container's children, then its files"},
+    {"spawn", "spawn NAME", "start a thread that sleeps until cgsh exits; $NAME is its tid"},
+    {"fork", "fork PARENT CHILD", "tell the hierarchy that task PARENT forked task CHILD"},
+    {"exit", "exit TID", "tell the hierarchy that task TID has exited"},
+    {"affinity", "affinity TID", "print a task's real CPU affinity"},
+    {"help", "help", "print this list"},
+};
+
+std::string help_text() {
+    std::string out;
+    for (auto const& c : commands) {
+        std::string line(c.usage);
+        line.resize(std::max<std::size_t>(line.size() + 2, 27), ' ');
+        out += line;
+        out += c.what;
+        out += '\n';
+    }
+    return out;
+}
+
+std::error_code usage_error(std::string const& cmd, std::string& why) {
+    for (auto const& c : commands) {
+        if (c.name == cmd) return invalid(why, "usage: " + std::string(c.usage));
+    }
+    return invalid(why, "unknown command '" + cmd + "'");
+}
 
 // Threads started by `spawn`, sleeping until cgsh exits.
 class sleepers {
@@ -72,8 +120,8 @@ private:
 };
 
 // Splits a line into words: bare words, or double-quoted strings with C escapes. '#' outside
-// quotes starts a comment. EINVAL for an unterminated string or a bad escape.
-std::error_code split(std::string const& line, std::vector<std::string>& words, std::vector<bool>& quoted) {
+// quotes starts a comment. EINVAL for an unterminated string or a bad escape, said in `why`.
+std::error_code split(std::string const& line, std::vector<std::string>& words, std::vector<bool>& quoted, std::string& why) {
     std::size_t i = 0;
     while (i < line.size()) {
         char const c = line[i];
@@ -86,14 +134,14 @@ std::error_code split(std::string const& line, std::vector<std::string>& words, 
         if (c == '"') {
             ++i;
             for (;;) {
-                if (i >= line.size()) return err(EINVAL);
+                if (i >= line.size()) return invalid(why, "unterminated string");
                 char ch = line[i++];
                 if (ch == '"') break;
                 if (ch != '\\') {
                     w += ch;
                     continue;
                 }
-                if (i >= line.size()) return err(EINVAL);
+                if (i >= line.size()) return invalid(why, "unterminated string");
                 char e = line[i++];
                 switch (e) {
                     case '\\': w += '\\'; break;
@@ -104,13 +152,13 @@ std::error_code split(std::string const& line, std::vector<std::string>& words, 
                     case 'x': {
                         if (i + 2 > line.size() || !std::isxdigit(static_cast<unsigned char>(line[i])) ||
                             !std::isxdigit(static_cast<unsigned char>(line[i + 1]))) {
-                            return err(EINVAL);
+                            return invalid(why, "\\x needs two hex digits");
                         }
                         w += static_cast<char>(std::stoi(line.substr(i, 2), nullptr, 16));
                         i += 2;
                         break;
                     }
-                    default: return err(EINVAL);
+                    default: return invalid(why, std::string("unknown escape '\\") + e + "'");
                 }
             }
             words.push_back(w);
@@ -152,64 +200,77 @@ public:
         }
     }
 
-    // Runs one line; false when it failed. Output goes to `out`.
-    std::error_code run(std::string const& line, std::string& out, bool& is_command) {
+    // Runs one line. Output goes to `out`; on failure `why` says what was wrong, in words.
+    std::error_code run(std::string const& line, std::string& out, bool& is_command, std::string& why) {
         std::vector<std::string> w;
         std::vector<bool> quoted;
         is_command = false;
-        std::error_code ec = split(line, w, quoted);
+        std::error_code ec = split(line, w, quoted, why);
         if (!ec && w.empty()) return {};
         is_command = true;
         if (ec) return ec;
         for (std::size_t i = 0; i < w.size(); ++i) {
             if (quoted[i] || w[i].size() < 2 || w[i][0] != '$') continue;
             auto it = names_.find(w[i].substr(1));
-            if (it == names_.end()) return err(EINVAL);
+            if (it == names_.end()) return invalid(why, "unset variable " + w[i]);
             w[i] = std::to_string(it->second);
         }
         std::string const& cmd = w[0];
-        if (cmd == "mkdir" && w.size() == 2) return fs::mkdir(h_, w[1]);
-        if (cmd == "rmdir" && w.size() == 2) return fs::rmdir(h_, w[1]);
-        if (cmd == "cat" && w.size() == 2) return fs::read(h_, w[1], out);
+        // The failure of an operation on `what`, as "mkdir /a: File exists".
+        auto failed = [&](std::string const& what, std::error_code e) {
+            if (e) why = cmd + " " + what + ": " + e.message();
+            return e;
+        };
+        if (cmd == "mkdir" && w.size() == 2) return failed(w[1], fs::mkdir(h_, w[1]));
+        if (cmd == "rmdir" && w.size() == 2) return failed(w[1], fs::rmdir(h_, w[1]));
+        if (cmd == "cat" && w.size() == 2) return failed(w[1], fs::read(h_, w[1], out));
         if (cmd == "ls" && w.size() <= 2) {
+            std::string const path = w.size() == 2 ? w[1] : "/";
             std::vector<std::string> names;
-            if (std::error_code e = fs::list(h_, w.size() == 2 ? w[1] : "/", names)) return e;
+            if (std::error_code e = fs::list(h_, path, names)) return failed(path, e);
             for (auto const& n : names) out += n + "\n";
             return {};
         }
-        if (cmd == "echo") return echo(w, quoted);
+        if (cmd == "echo") return echo(w, quoted, why);
         if (cmd == "spawn" && w.size() == 2) {
             names_[w[1]] = sleepers_.spawn();
             return {};
         }
+        if (cmd == "help" && w.size() == 1) {
+            out = help_text();
+            return {};
+        }
         pid_t a = 0, b = 0;
         if (cmd == "fork" && w.size() == 3) {
-            if (!number(w[1], a) || !number(w[2], b)) return err(EINVAL);
-            return h_.fork(a, b);
+            if (!number(w[1], a, why) || !number(w[2], b, why)) return err(EINVAL);
+            return failed(w[1] + " " + w[2], h_.fork(a, b));
         }
         if (cmd == "exit" && w.size() == 2) {
-            if (!number(w[1], a)) return err(EINVAL);
-            return h_.exit(a);
+            if (!number(w[1], a, why)) return err(EINVAL);
+            return failed(w[1], h_.exit(a));
         }
         if (cmd == "affinity" && w.size() == 2) {
-            if (!number(w[1], a)) return err(EINVAL);
+            if (!number(w[1], a, why)) return err(EINVAL);
             cpu_set_t set;
-            if (::sched_getaffinity(a, sizeof set, &set) != 0) return err(errno);
+            if (::sched_getaffinity(a, sizeof set, &set) != 0) return failed(w[1], err(errno));
             out = cpu_list(set);
             return {};
         }
-        return err(EINVAL);  // unknown command or wrong number of arguments
+        return usage_error(cmd, why);  // unknown command or wrong number of arguments
     }
 
 private:
-    static bool number(std::string const& s, pid_t& out) {
+    static bool number(std::string const& s, pid_t& out, std::string& why) {
         std::uint64_t v = 0;
-        if (containers::parse::u64(s, v) || v > 0x7fffffff) return false;
+        if (containers::parse::u64(s, v) || v > 0x7fffffff) {
+            why = "not a task id: '" + s + "'";
+            return false;
+        }
         out = static_cast<pid_t>(v);
         return true;
     }
 
-    std::error_code echo(std::vector<std::string> const& w, std::vector<bool> const& quoted) {
+    std::error_code echo(std::vector<std::string> const& w, std::vector<bool> const& quoted, std::string& why) {
         std::size_t i = 1;
         bool newline = true;
         if (i < w.size() && w[i] == "-n" && !quoted[i]) {
@@ -220,11 +281,13 @@ private:
         for (std::size_t k = i; k < w.size(); ++k) {
             if (w[k] == ">" && !quoted[k]) redirect = k;
         }
-        if (redirect + 2 != w.size()) return err(EINVAL);  // exactly "> PATH" at the end
+        if (redirect + 2 != w.size()) return usage_error("echo", why);  // exactly "> PATH" at the end
         std::string value;
         for (std::size_t k = i; k < redirect; ++k) value += (k == i ? "" : " ") + w[k];
         if (newline) value += '\n';
-        return fs::write(h_, w[redirect + 1], value);
+        std::error_code ec = fs::write(h_, w[redirect + 1], value);
+        if (ec) why = "echo > " + w[redirect + 1] + ": " + ec.message();
+        return ec;
     }
 
     hierarchy h_;
@@ -292,25 +355,40 @@ int main(int argc, char** argv) {
             return usage();
         }
     }
+    // A person at a terminal gets a prompt, and errors without line numbers.
+    bool const interactive = in == &std::cin && ::isatty(STDIN_FILENO) == 1 && !porcelain;
     shell sh;
     bool failed = false;
     std::string line;
+    auto prompt = [&] {
+        if (!interactive) return;
+        std::fputs("cgsh> ", stderr);
+        std::fflush(stderr);
+    };
+    prompt();
     for (long number = 1; std::getline(*in, line); ++number) {
-        std::string out;
+        std::string out, why;
         bool is_command = false;
-        std::error_code ec = sh.run(line, out, is_command);
-        if (!is_command) continue;
-        if (ec) {
+        std::error_code ec = sh.run(line, out, is_command, why);
+        if (is_command && ec) {
             failed = true;
-            std::fprintf(stderr, "cgsh: %ld: %s (%s)\n", number, errno_name(ec.value()), ec.message().c_str());
-            if (porcelain) std::printf("err %s\n", errno_name(ec.value()));
-        } else if (porcelain) {
+            if (porcelain) {
+                std::fprintf(stderr, "cgsh: %ld: %s (%s)\n", number, errno_name(ec.value()), ec.message().c_str());
+                std::printf("err %s\n", errno_name(ec.value()));
+            } else {
+                if (why.empty()) why = ec.message();
+                if (interactive) std::fprintf(stderr, "cgsh: %s\n", why.c_str());
+                else std::fprintf(stderr, "cgsh: %ld: %s\n", number, why.c_str());
+            }
+        } else if (is_command && porcelain) {
             std::printf(out.empty() ? "ok\n" : "ok %s\n", escape(out).c_str());
         } else {
             std::fputs(out.c_str(), stdout);
         }
         std::fflush(stdout);
         std::fflush(stderr);
+        prompt();
     }
+    if (interactive) std::fputs("\n", stderr);
     return failed ? 1 : 0;
 }

@@ -3,6 +3,7 @@
 // The subsystem counts the tasks that ever joined each container and vetoes joins to a container
 // marked closed; the example prints the tree with what every thread reads as its own container.
 #include <containers/containers.hpp>
+#include <containers/views.hpp>  // range-v3 views: not in the umbrella header
 
 #include <cstdio>
 #include <string>

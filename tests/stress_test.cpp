@@ -3,6 +3,8 @@
 // reader that saw freed memory, or a race on a field, fails there.
 #include "support.hpp"
 
+#include <containers/views.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <random>

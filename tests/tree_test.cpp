@@ -1,6 +1,8 @@
 // The tree: names and their errors, creation and removal, counts, paths, lookup and views.
 #include "support.hpp"
 
+#include <containers/views.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <range/v3/algorithm/equal.hpp>

@@ -1,4 +1,5 @@
-// The umbrella header: everything the library offers. The library's own headers never include it.
+// The umbrella header: everything the library offers but the range-v3 views (views.hpp), which
+// cost more to compile than the rest together. The library's own headers never include it.
 #pragma once
 
 #include "cftype.hpp"               // IWYU pragma: export
@@ -12,4 +13,4 @@
 #include "subsystem_concepts.hpp"   // IWYU pragma: export
 #include "task_traits.hpp"          // IWYU pragma: export
 #include "topology.hpp"             // IWYU pragma: export
-#include "views.hpp"                // IWYU pragma: export
+// views.hpp (range-v3) is not included here: include <containers/views.hpp> where views are used.

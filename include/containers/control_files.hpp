@@ -25,7 +25,7 @@
 #include "detail/errors.hpp"
 #include "detail/rcu.hpp"
 #include "hierarchy.hpp"
-#include "views.hpp"
+#include "detail/tree_walk.hpp"
 
 namespace containers::fs {
 
@@ -338,7 +338,7 @@ template <class H>
         {
             auto lock = h.manage_lock();
             if (t.dir->removed()) return detail::errno_code(ENOENT);
-            for (auto& child : views::children(*t.dir)) names.emplace_back(child.name());
+            for (auto& child : containers::detail::tree_access::children(*t.dir)) names.emplace_back(child.name());
         }
         std::vector<std::string> files;
         for (auto const& f : detail::core_files<H>()) {

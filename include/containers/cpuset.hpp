@@ -61,7 +61,7 @@
 #include "hierarchy.hpp"
 #include "subsystem_concepts.hpp"
 #include "topology.hpp"
-#include "views.hpp"
+#include "detail/tree_walk.hpp"
 
 namespace containers {
 
@@ -569,7 +569,7 @@ private:
     }
 
     static bool any_exclusive_child(container& parent) noexcept {
-        for (container& ch : views::children(parent)) {
+        for (container& ch : detail::tree_access::children(parent)) {
             if (state_of(ch).cpu_exclusive || state_of(ch).mem_exclusive) return true;
         }
         return false;
@@ -687,7 +687,7 @@ private:
     // Manage lock held. Errors: ENOMEM.
     std::error_code plan_hotplug(H& h, topology const& t, hotplug& plan) noexcept {
         std::size_t count = 0, max_depth = 0, ntasks = 0;
-        for (container& c : views::subtree(h.top())) {
+        for (container& c : detail::subtree_walk(h.top(), true)) {
             ++count;
             max_depth = std::max(max_depth, c.depth());
         }
@@ -695,7 +695,7 @@ private:
         std::unique_ptr<std::size_t[]> at_depth(new (std::nothrow) std::size_t[max_depth + 1]);
         if (!plan.nodes || !at_depth) return containers::detail::errno_code(ENOMEM);
         // Pre-order: a node's parent is the last node seen one level up.
-        for (container& c : views::subtree(h.top())) {
+        for (container& c : detail::subtree_walk(h.top(), true)) {
             auto& nd = plan.nodes[plan.n];
             nd.c = &c;
             at_depth[c.depth()] = plan.n++;
@@ -729,7 +729,7 @@ private:
         if (!plan.moves) return containers::detail::errno_code(ENOMEM);
         for (std::size_t i = 0; i < plan.n; ++i) {
             if (plan.nodes[i].to == nullptr) continue;
-            for (auto const& task : views::tasks(*plan.nodes[i].c)) plan.moves[plan.nmoves++] = {task.id, plan.nodes[i].to};
+            for (auto const& task : detail::tree_access::tasks(*plan.nodes[i].c)) plan.moves[plan.nmoves++] = {task.id, plan.nodes[i].to};
         }
         return {};
     }
@@ -747,7 +747,7 @@ private:
                 cpumask const& old_cpus = state_of(*nd.c).effective_cpus;
                 cpumask const& cpus = nd.to != nullptr ? plan.nodes[nd.to_index].next.effective_cpus : nd.next.effective_cpus;
                 if (cpus == old_cpus) continue;
-                for (auto const& task : views::tasks(*nd.c)) {
+                for (auto const& task : detail::tree_access::tasks(*nd.c)) {
                     if (!task.alive()) continue;  // exited, or its id reused: never re-pin another task
                     if (std::error_code ec = apply_affinity(log, task.id, cpus, old_cpus)) {
                         log.undo();
@@ -833,18 +833,18 @@ private:
             return p.cpus.subset_of(q.cpus) && p.mems.subset_of(q.mems) && p.cpu_exclusive <= q.cpu_exclusive &&
                    p.mem_exclusive <= q.mem_exclusive;
         };
-        for (container& ch : views::children(c)) {
+        for (container& ch : detail::tree_access::children(c)) {
             if (!subset(state_of(ch), trial)) return containers::detail::errno_code(EBUSY);
         }
         if (c.is_top()) return {};
         container& parent = *c.parent();
         if (!subset(trial, state_of(parent))) return containers::detail::errno_code(EACCES);
         bool populated = false;
-        for (container& d : views::subtree(c)) populated = populated || d.task_count() != 0;
+        for (container& d : detail::subtree_walk(c, true)) populated = populated || d.task_count() != 0;
         if (populated && ((!cur.cpus.empty() && trial.cpus.empty()) || (!cur.mems.empty() && trial.mems.empty()))) {
             return containers::detail::errno_code(ENOSPC);
         }
-        for (container& sib : views::children(parent)) {
+        for (container& sib : detail::tree_access::children(parent)) {
             if (&sib == &c) continue;
             state const& o = state_of(sib);
             if ((trial.cpu_exclusive || o.cpu_exclusive) && trial.cpus.intersects(o.cpus)) return containers::detail::errno_code(EINVAL);
@@ -884,7 +884,7 @@ private:
         if constexpr (H::traits_type::thread_bound) {
             if (next.effective_cpus != s.effective_cpus && c.task_count() != 0) {
                 if (std::error_code ec = log.reserve(c.task_count())) return ec;
-                for (auto const& task : views::tasks(c)) {
+                for (auto const& task : detail::tree_access::tasks(c)) {
                     if (!task.alive()) continue;  // exited, or its id reused: never re-pin another task
                     if (std::error_code ec = apply_affinity(log, task.id, next.effective_cpus, s.effective_cpus)) {
                         log.undo();
@@ -900,7 +900,7 @@ private:
         cpumask const& old_mems = s.effective_mems;
         bool const migrate = s.memory_migrate && old_mems != next.effective_mems;
         if (migrate) {
-            for (auto const& task : views::tasks(c)) migrate_pages(task.id, old_mems, next.effective_mems);
+            for (auto const& task : detail::tree_access::tasks(c)) migrate_pages(task.id, old_mems, next.effective_mems);
         }
         s.cpus = std::move(trial.cpus);
         s.mems = std::move(trial.mems);

@@ -5,11 +5,13 @@
 // CPUs and many nodes, for tests and for modelling hotplug with cpuset::set_topology.
 #pragma once
 
+#include <cerrno>
 #include <cstddef>
-#include <fstream>
-#include <string>
+#include <string_view>
 
+#include <fcntl.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include "cpumask.hpp"
 #include "detail/syscalls.hpp"
@@ -53,10 +55,24 @@ struct topology {
     }
 
 private:
+    // The first line of a small sysfs file, parsed as a list; `fallback` where it cannot be read
+    // or parsed. open/read into a stack buffer: sysfs lists are at most a page.
     static cpumask read_list(char const* path, char const* fallback) {
-        std::ifstream f(path);
-        std::string s;
-        if (!std::getline(f, s)) s = fallback;
+        char buf[4096];
+        std::string_view s = fallback;
+        int fd;
+        do fd = ::open(path, O_RDONLY | O_CLOEXEC);
+        while (fd < 0 && errno == EINTR);
+        if (fd >= 0) {
+            ssize_t n;
+            do n = ::read(fd, buf, sizeof buf);
+            while (n < 0 && errno == EINTR);
+            ::close(fd);
+            if (n > 0) {
+                s = std::string_view(buf, static_cast<std::size_t>(n));
+                s = s.substr(0, s.find('\n'));
+            }
+        }
         cpumask m;
         if (cpumask::parse_list(s, 1u << 20, m)) (void)cpumask::parse_list(fallback, 1u << 20, m);
         return m;

@@ -4,6 +4,7 @@
 // consistent with the count, every task is in exactly one live container, and the index agrees.
 // Build: clang++-14 -fsanitize=fuzzer,address,undefined (CONTAINERS_BUILD_FUZZERS=ON).
 #include <containers/containers.hpp>
+#include <containers/views.hpp>
 
 #include <cstdint>
 #include <cstdlib>

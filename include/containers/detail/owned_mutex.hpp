@@ -5,7 +5,7 @@
 #include <atomic>
 #include <cassert>
 #include <mutex>
-#include <thread>
+#include <pthread.h>
 
 namespace containers::detail {
 
@@ -26,10 +26,10 @@ public:
         ++tls_owned_locks;
         std::atomic_signal_fence(std::memory_order_seq_cst);
         mutex_.lock();
-        owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+        owner_.store(::pthread_self(), std::memory_order_relaxed);
     }
     void unlock() noexcept {
-        owner_.store(std::thread::id{}, std::memory_order_relaxed);
+        owner_.store(pthread_t{}, std::memory_order_relaxed);
         mutex_.unlock();
         std::atomic_signal_fence(std::memory_order_seq_cst);
         if (--tls_owned_locks == 0 && tls_after_last_unlock != nullptr) [[unlikely]] run_after_last_unlock();
@@ -43,12 +43,12 @@ public:
         if (f != nullptr) f();
     }
     [[nodiscard]] bool held_by_me() const noexcept {
-        return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+        return ::pthread_equal(owner_.load(std::memory_order_relaxed), ::pthread_self()) != 0;
     }
 
 private:
     std::mutex mutex_;
-    std::atomic<std::thread::id> owner_{};
+    std::atomic<pthread_t> owner_{};  // pthread_t{} (0 on Linux) when free
 };
 
 }  // namespace containers::detail

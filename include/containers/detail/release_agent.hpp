@@ -32,8 +32,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -59,6 +57,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "condition.hpp"
 #include "rcu.hpp"
 #include "syscalls.hpp"
 
@@ -266,7 +265,7 @@ private:
                             sys::sched_getaffinity(0, sizeof affinity, &affinity) == 0;
         }
         mutable std::mutex mutex;
-        std::condition_variable changed;                // signalled under or after `mutex`
+        condition changed;                             // signalled under or after `mutex`
         std::atomic<int> refs{1};                       // the queue's, plus one while the worker runs
         std::atomic<bool> armed{false};                 // agent or program set; stored under `mutex`
         std::atomic<std::uint64_t> dropped{0};
@@ -350,8 +349,7 @@ private:
         // calls back into the hierarchy must not wait for a grace period here.
         defer_grace_periods const defer;
         prepare_worker(b);
-        using ms = std::chrono::milliseconds;
-        ms poll{1};
+        long poll_ms = 1;
         std::unique_lock g(b.mutex);
         for (;;) {
             if (b.children != nullptr) reap(b);
@@ -370,7 +368,7 @@ private:
                 if (e->pid > 0) {
                     e->next = b.children;
                     b.children = e;
-                    poll = ms{1};
+                    poll_ms = 1;
                 } else {
                     free_list(e);
                 }
@@ -382,8 +380,8 @@ private:
                 b.changed.wait(g);
             } else {
                 // Programs are running: look again after a while (no SIGCHLD is ours to take).
-                b.changed.wait_for(g, poll);
-                poll = std::min(poll * 2, ms{250});
+                b.changed.wait_for_ms(g, poll_ms);
+                poll_ms = std::min(poll_ms * 2, 250L);
             }
         }
         b.running = false;

@@ -30,7 +30,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -40,6 +39,7 @@
 
 #include <pthread.h>
 
+#include "condition.hpp"
 #include "rcu.hpp"
 
 namespace containers::detail {
@@ -141,12 +141,12 @@ private:
         binding_registry& r = instance();
         // The threads that held pins, or waited for them, do not exist here.
         for (auto const& p : r.owners_) p.second->pins_ = 0;
-        new (&r.unpinned_) std::condition_variable;
+        r.unpinned_.reset_after_fork();
         r.mutex_.unlock();
     }
 
     std::mutex mutex_;
-    std::condition_variable unpinned_;
+    condition unpinned_;
     std::uint64_t next_ = 1;
     std::vector<std::pair<std::uint64_t, binding_owner*>> owners_;  // guarded by mutex_
 };
