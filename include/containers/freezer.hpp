@@ -70,9 +70,9 @@
 #include "detail/errors.hpp"
 #include "detail/owned_mutex.hpp"
 #include "detail/rcu.hpp"
+#include "detail/tree_walk.hpp"
 #include "hierarchy.hpp"
 #include "subsystem_concepts.hpp"
-#include "views.hpp"
 
 namespace containers {
 
@@ -398,8 +398,8 @@ public:
         if (c.removed()) return detail::errno_code(ENODEV);
         if constexpr (thread_bound) {
             if (freeze) {  // phase one: every gate that the change needs
-                for (container& d : views::subtree(c)) {
-                    for (auto const& t : views::tasks(d)) {
+                for (container& d : detail::subtree_walk(c, true)) {
+                    for (auto const& t : detail::tree_access::tasks(d)) {
                         if (std::error_code ec = ensure_cell(t.id)) return ec;
                     }
                 }
@@ -407,7 +407,7 @@ public:
         }
         auto cb = h.callback_lock();
         apply(c, freeze, true);
-        for (container& d : views::descendants(c)) {
+        for (container& d : detail::subtree_walk(c, false)) {
             apply(d, state_of(*d.parent()).freezing.load(std::memory_order_relaxed), false);
         }
         return {};
@@ -520,15 +520,15 @@ private:
         bool const now = s.self_freezing || s.parent_freezing;
         s.freezing.store(now, std::memory_order_release);
         if (was == now) return;
-        for (auto const& t : views::tasks(c)) set_task(t.id, now);
+        for (auto const& t : detail::tree_access::tasks(c)) set_task(t.id, now);
     }
 
     freezer_state state_locked(container& c) noexcept {
         if (!state_of(c).freezing.load(std::memory_order_relaxed)) return freezer_state::thawed;
         bool all = true;
         if constexpr (thread_bound) {
-            for (container& d : views::subtree(c)) {
-                for (auto const& t : views::tasks(d)) {
+            for (container& d : detail::subtree_walk(c, true)) {
+                for (auto const& t : detail::tree_access::tasks(d)) {
                     if (task_frozen(t)) continue;
                     all = false;
                 }
