@@ -232,3 +232,45 @@ TEST_CASE("freezing and thawing while threads join, leave and exit keeps every t
     std::uint64_t const spins = other.spins();
     REQUIRE(eventually([&] { return other.spins() > spins; }));
 }
+
+TEST_CASE("a thread is not frozen while it holds a hierarchy lock or is inside a read section, but as soon as it leaves",
+          "[freezer][threads][locks]") {
+    fixture x;
+    H other;  // its lock is the one held: parking the holder would block every user of `other`
+    std::atomic<int> phase{0};  // 1: holds the lock; 2: let it go; 3: in a read section; 4: leave it
+    std::atomic<int> done{0};
+    std::atomic<pid_t> tid{0};
+    std::thread t([&] {
+        tid = thread_task_traits::self();
+        while (phase != 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        {
+            auto lock = other.manage_lock();
+            done = 1;
+            while (phase != 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }  // parks here, at its last unlock
+        done = 2;
+        while (phase != 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        {
+            read_section rs;
+            done = 3;
+            while (phase != 4) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }  // and here, leaving the section
+        done = 4;
+    });
+    REQUIRE(eventually([&] { return tid != 0; }));
+    REQUIRE_FALSE(x.h.attach(tid.load(), *x.cold));
+    for (int round : {1, 3}) {
+        CAPTURE(round);
+        phase = round;
+        REQUIRE(eventually([&] { return done == round; }));
+        REQUIRE_FALSE(x.f().set_state(*x.cold, freezer_state::frozen));
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        CHECK(x.f().get_state(*x.cold) == freezer_state::freezing);  // the signal came, it did not park
+        phase = round + 1;
+        REQUIRE(eventually([&] { return x.frozen(*x.cold); }));
+        CHECK(done == round);
+        REQUIRE_FALSE(x.f().set_state(*x.cold, freezer_state::thawed));
+        REQUIRE(eventually([&] { return done == round + 1; }));
+    }
+    t.join();
+}
