@@ -1,5 +1,5 @@
 // libFuzzer harness for the path interface: each input is a sequence of operations (mkdir,
-// rmdir, read, write, list, attach, fork, exit) on a small space of paths and values, run
+// rmdir, read, write, list, attach, fork, exit, a cpuacct charge) on a small space of paths and values, run
 // against one hierarchy of logical tasks; after each, the invariants are checked: the tree is
 // consistent with the count, every task is in exactly one live container, and the index agrees.
 // Build: clang++-14 -fsanitize=fuzzer,address,undefined (CONTAINERS_BUILD_FUZZERS=ON).
@@ -38,9 +38,10 @@ struct input {
 std::string component(input& in) {
     static char const* const names[] = {"a", "b", "c", "tasks", "cgroup.procs", "notify_on_release",
                                         "cgroup.clone_children", "release_agent", ".", "..", "", "x\ny",
+                                        "cpuacct.usage", "cpuacct.usage_user", "cpuacct.usage_sys", "cpuacct.stat",
                                         "freezer.state", "freezer.self_freezing", "freezer.parent_freezing"};
     std::uint8_t const b = in.byte();
-    if (b < 240) return names[b % 15];
+    if (b < 240) return names[b % 19];
     return in.bytes(b % 8);  // raw bytes now and then
 }
 
@@ -72,6 +73,9 @@ void check(H& h) {
         bool const parent = !c.is_top() && F::freezing(*c.parent());
         if (st.parent_freezing != parent || F::freezing(c) != (st.self_freezing || st.parent_freezing)) std::abort();
         if (!c.is_top() && c.parent()->removed()) std::abort();
+        // cpuacct: logical tasks are charged user + system, so usage is their sum everywhere.
+        auto const& acct = h.state_of<containers::basic_cpuacct<H>>(c);
+        if (acct.usage != acct.user + acct.sys) std::abort();
         for (auto const& t : containers::views::tasks(c)) {
             ++tasks;
             if (&t.container() != &c || h.find_task(t.id) != &t) std::abort();
@@ -84,13 +88,15 @@ void check(H& h) {
 
 extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size) {
     H h;
+    containers::subsystem_handle<containers::basic_cpuacct<H>, H> cpuacct;
+    if (h.register_subsystem(cpuacct)) std::abort();
     containers::subsystem_handle<F, H> fz;
     if (h.register_subsystem(fz)) std::abort();
     input in{data, size};
     std::string out;
     std::vector<std::string> names;
     while (in.size > 0) {
-        switch (in.byte() % 8) {
+        switch (in.byte() % 9) {
             case 0: (void)containers::fs::mkdir(h, path(in)); break;
             case 1: (void)containers::fs::rmdir(h, path(in)); break;
             case 2: (void)containers::fs::read(h, path(in), out); break;
@@ -107,6 +113,7 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
             }
             case 6: (void)h.fork(in.byte() % 8, in.byte() % 16); break;
             case 7: (void)h.exit(in.byte() % 16); break;
+            case 8: cpuacct.subsystem().charge(h, in.byte() % 16, in.byte(), in.byte()); break;
         }
         check(h);
     }
