@@ -202,6 +202,10 @@ public:
         if (std::error_code ec = h_.register_subsystem(ps)) {
             std::fprintf(stderr, "cgsh: pids: %s\n", ec.message().c_str());
         }
+        containers::subsystem_handle<containers::freezer, hierarchy> fz;
+        if (std::error_code ec = h_.register_subsystem(fz)) {
+            std::fprintf(stderr, "cgsh: freezer: %s\n", ec.message().c_str());
+        }
     }
 
     // Runs one line. Output goes to `out`; on failure `why` says what was wrong, in words.

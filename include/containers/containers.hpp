@@ -8,6 +8,7 @@
 #include "cpuset.hpp"               // IWYU pragma: export
 #include "container.hpp"            // IWYU pragma: export
 #include "control_files.hpp"        // IWYU pragma: export
+#include "freezer.hpp"              // IWYU pragma: export
 #include "detail/rcu.hpp"           // IWYU pragma: export (read_section)
 #include "hierarchy.hpp"            // IWYU pragma: export
 #include "owned_container.hpp"      // IWYU pragma: export

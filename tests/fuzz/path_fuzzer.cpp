@@ -22,6 +22,7 @@ struct running {
 using H = containers::hierarchy<containers::logical_task_traits<std::int32_t, running>, 4>;
 using C = H::container;
 using pids = containers::basic_pids<H>;
+using F = containers::basic_freezer<H>;
 
 struct input {
     std::uint8_t const* data;
@@ -42,7 +43,8 @@ std::string component(input& in) {
     static char const* const names[] = {"a", "b", "c", "tasks", "cgroup.procs", "notify_on_release",
                                         "cgroup.clone_children", "release_agent", ".", "..", "", "x\ny",
                                         "cpuacct.usage", "cpuacct.usage_user", "cpuacct.usage_sys", "cpuacct.stat",
-                                        "pids.max", "pids.current", "pids.peak", "pids.events"};
+                                        "pids.max", "pids.current", "pids.peak", "pids.events",
+                                        "freezer.state", "freezer.self_freezing", "freezer.parent_freezing"};
     std::uint8_t const b = in.byte();
     if (b < 240) return names[b % std::size(names)];
     return in.bytes(b % 8);  // raw bytes now and then
@@ -57,10 +59,11 @@ std::string path(input& in) {
 }
 
 std::string value(input& in) {
-    static char const* const values[] = {"0",   "1", "1\n", " 2 ",   "0x10", "-1",     "abc",
-                                         "",    "3", "7\n", "max", "4194305", "18446744073709551616"};
+    static char const* const values[] = {"0",   "1",       "1\n",     " 2 ",   "0x10",     "-1",       "abc",
+                                         "",    "3",       "7\n",     "max",   "4194305",  "18446744073709551616",
+                                         "FROZEN", "THAWED\n", "FREEZING"};
     std::uint8_t const b = in.byte();
-    if (b < 200) return values[b % 13];
+    if (b < 200) return values[b % std::size(values)];
     return in.bytes(b % 32);
 }
 
@@ -76,6 +79,10 @@ void check(H& h) {
         if (pids::current(c) != (c.is_top() ? 0 : below)) std::abort();
         if (pids::peak(c) < pids::current(c)) std::abort();
         if (c.removed()) std::abort();
+        // freezer: a group is freezing exactly when it or an ancestor was frozen.
+        F::state const& st = h.state_of<F>(c);
+        bool const parent = !c.is_top() && F::freezing(*c.parent());
+        if (st.parent_freezing != parent || F::freezing(c) != (st.self_freezing || st.parent_freezing)) std::abort();
         if (!c.is_top() && c.parent()->removed()) std::abort();
         // cpuacct: logical tasks are charged user + system, so usage is their sum everywhere.
         auto const& acct = h.state_of<containers::basic_cpuacct<H>>(c);
@@ -96,6 +103,8 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
     if (h.register_subsystem(cpuacct)) std::abort();
     containers::subsystem_handle<pids, H> pids_handle;
     if (h.register_subsystem(pids_handle)) std::abort();
+    containers::subsystem_handle<F, H> fz;
+    if (h.register_subsystem(fz)) std::abort();
     input in{data, size};
     std::string out;
     std::vector<std::string> names;
