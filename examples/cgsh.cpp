@@ -199,6 +199,18 @@ public:
         if (std::error_code ec = h_.register_subsystem(cs)) {
             std::fprintf(stderr, "cgsh: cpuset: %s\n", ec.message().c_str());
         }
+        containers::subsystem_handle<containers::cpuacct, hierarchy> ca;
+        if (std::error_code ec = h_.register_subsystem(ca)) {
+            std::fprintf(stderr, "cgsh: cpuacct: %s\n", ec.message().c_str());
+        }
+        containers::subsystem_handle<containers::pids, hierarchy> ps;
+        if (std::error_code ec = h_.register_subsystem(ps)) {
+            std::fprintf(stderr, "cgsh: pids: %s\n", ec.message().c_str());
+        }
+        containers::subsystem_handle<containers::freezer, hierarchy> fz;
+        if (std::error_code ec = h_.register_subsystem(fz)) {
+            std::fprintf(stderr, "cgsh: freezer: %s\n", ec.message().c_str());
+        }
     }
 
     hierarchy& tree() noexcept { return h_; }
@@ -288,7 +300,7 @@ private:
         std::string value;
         for (std::size_t k = i; k < redirect; ++k) value += (k == i ? "" : " ") + w[k];
         if (newline) value += '\n';
-        std::error_code ec = fs::write(h_, w[redirect + 1], value);
+        std::error_code ec = fs::write(h_, w[redirect + 1], value, fs::open_mode::create);  // as a shell opens it
         if (ec) why = "echo > " + w[redirect + 1] + ": " + ec.message();
         return ec;
     }

@@ -33,7 +33,7 @@ set -e
 err=$(cat /tmp/cgsh_err.$$); rm -f /tmp/cgsh_err.$$
 [ "$status" -eq 1 ] || fail "exit status $status, expected 1"
 mapfile -t lines <<<"$out"
-files='cgroup.clone_children\ncgroup.procs\ncpuset.cpu_exclusive\ncpuset.cpus\ncpuset.effective_cpus\ncpuset.effective_mems\ncpuset.mem_exclusive\ncpuset.mem_hardwall\ncpuset.memory_migrate\ncpuset.memory_pressure\ncpuset.memory_spread_page\ncpuset.memory_spread_slab\ncpuset.mems\ncpuset.sched_load_balance\ncpuset.sched_relax_domain_level\nnotify_on_release\ntasks\n'
+files='cgroup.clone_children\ncgroup.procs\ncpuacct.stat\ncpuacct.usage\ncpuacct.usage_sys\ncpuacct.usage_user\ncpuset.cpu_exclusive\ncpuset.cpus\ncpuset.effective_cpus\ncpuset.effective_mems\ncpuset.mem_exclusive\ncpuset.mem_hardwall\ncpuset.memory_migrate\ncpuset.memory_pressure\ncpuset.memory_spread_page\ncpuset.memory_spread_slab\ncpuset.mems\ncpuset.sched_load_balance\ncpuset.sched_relax_domain_level\nfreezer.parent_freezing\nfreezer.self_freezing\nfreezer.state\nnotify_on_release\npids.current\npids.events\npids.max\npids.peak\ntasks\n'
 expected=(
   "ok"
   "err EEXIST"
@@ -68,6 +68,14 @@ out=$(printf '%s\n' 'mkdir /c' 'mkdir "/c/r\rx\x01y\x7fz\xc2\x85w\xe2\x80\xa8v"'
 mapfile -t lines <<<"$out"
 [ ${#lines[@]} -eq 4 ] || fail "porcelain: ${#lines[@]} lines for 4 commands"
 [ "${lines[3]}" = "ok r\\rx\\x01y\\x7fz\\xc2\\x85w\\xe2\\x80\\xa8v\\n$files" ] || fail "porcelain escapes: ${lines[3]}"
+
+# echo > opens as a shell does, with O_CREAT: a missing file (a top-only one below the top among
+# them) is EACCES, as the kernel's VFS answers; a missing directory on the way is still ENOENT.
+out=$(printf '%s\n' 'mkdir /e' 'echo 1 > /e/release_agent' 'echo 1 > /e/nofile' 'echo 1 > /nodir/x' \
+  'echo 1 > /e/tasks/' 'echo all > /e/cpuset.cpus' 'echo 4294967296 > /e/cpuset.mem_hardwall' \
+  'cat /e/cpuset.mem_hardwall' | "$cgsh" --porcelain 2>/dev/null || true)
+expected=$(printf '%s\n' ok 'err EACCES' 'err EACCES' 'err ENOENT' 'err EISDIR' ok ok 'ok 0\n')
+[ "$out" = "$expected" ] || fail "echo > as a shell opens: $out"
 
 # -c and plain output
 [ "$("$cgsh" -c 'mkdir /x

@@ -46,6 +46,16 @@ struct final_subsystem final : subsystem_tag {
     static constexpr std::string_view name = "final";
     struct state {};
 };
+struct pids_like : minimal {
+    std::error_code can_fork(state&, C&, pid_t, pid_t) { return {}; }
+    void cancel_fork(state&, C&, pid_t, pid_t) noexcept {}
+};
+struct can_fork_noexcept_missing_cancel : minimal {
+    std::error_code can_fork(state&, C&, pid_t, pid_t) noexcept { return {}; }  // cancel_fork is optional
+};
+struct can_fork_one_id : minimal {
+    std::error_code can_fork(state&, C&, pid_t) { return {}; }
+};
 
 struct fiber_clock {
     static std::uint64_t get() noexcept { return 1; }
@@ -72,16 +82,26 @@ TEST_CASE("each hook is detected by name and checked by signature", "[concepts]"
     STATIC_REQUIRE(HasCanAttach<test::recorder<0>, C>);
     STATIC_REQUIRE(HasPostAttach<test::recorder<0>, C>);
     STATIC_REQUIRE_FALSE(HasCreate<minimal, C>);
-    STATIC_REQUIRE(detail::names_create<generic_hooks>);
+    STATIC_REQUIRE(detail::names_create<generic_hooks, C>);
     STATIC_REQUIRE(SubsystemFor<generic_hooks, C>);
-    STATIC_REQUIRE_FALSE(detail::names_create<minimal>);
+    STATIC_REQUIRE_FALSE(detail::names_create<minimal, C>);
     // A hook present with the wrong signature is never read as absent.
-    STATIC_REQUIRE(detail::names_attach<attach_may_throw>);
+    STATIC_REQUIRE(detail::names_attach<attach_may_throw, C>);
     STATIC_REQUIRE_FALSE(SubsystemFor<attach_may_throw, C>);
     STATIC_REQUIRE_FALSE(SubsystemFor<create_returns_int, C>);
     STATIC_REQUIRE_FALSE(SubsystemFor<typo_in_params, C>);
     STATIC_REQUIRE_FALSE(SubsystemFor<overloaded_exit, C>);
     STATIC_REQUIRE_FALSE(SubsystemFor<data_member_named_like_a_hook, C>);
+}
+
+TEST_CASE("can_fork and cancel_fork are checked like the other hooks", "[concepts][fork]") {
+    STATIC_REQUIRE(HasCanFork<pids_like, C>);
+    STATIC_REQUIRE(HasCancelFork<pids_like, C>);
+    STATIC_REQUIRE(SubsystemFor<pids_like, C>);
+    STATIC_REQUIRE(SubsystemFor<can_fork_noexcept_missing_cancel, C>);
+    STATIC_REQUIRE(detail::names_can_fork<can_fork_one_id, C>);
+    STATIC_REQUIRE_FALSE(SubsystemFor<can_fork_one_id, C>);
+    STATIC_REQUIRE_FALSE(HasCancelFork<minimal, C>);
 }
 
 TEST_CASE("the TaskTraits concept accepts threads and logical tasks", "[concepts]") {

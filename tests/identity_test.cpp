@@ -70,26 +70,8 @@ std::vector<int> cpus_of(pid_t tid) {
     return out;
 }
 
-// The next id the kernel hands out will be `id` if nothing else forks first (root only).
-bool set_last_pid(pid_t id) {
-    int fd = ::open("/proc/sys/kernel/ns_last_pid", O_WRONLY);
-    if (fd < 0) return false;
-    std::string const s = std::to_string(id - 1);
-    bool const ok = ::write(fd, s.data(), s.size()) == static_cast<ssize_t>(s.size());
-    ::close(fd);
-    return ok;
-}
-
-// A sleeping child with pid `want`, or -1 where another process took the pid first.
-pid_t spawn_sleeper_as(pid_t want) {
-    for (int tries = 0; tries < 50; ++tries) {
-        if (!set_last_pid(want)) return -1;
-        pid_t const p = test::spawn_sleeper();
-        if (p == want) return p;
-        test::kill_and_reap(p);
-    }
-    return -1;
-}
+using test::set_last_pid;
+using test::spawn_sleeper_as;
 
 using cpuset_handle = subsystem_handle<cpuset, H>;
 }  // namespace

@@ -90,7 +90,7 @@ TEST_CASE("readers, movers, creators and exiting threads at once", "[stress][con
     threads.emplace_back([&] {
         std::mt19937 rng(2);
         for (int i = 0; i < rounds; ++i) {
-            std::string const name = "t" + std::to_string(rng() % 8);
+            std::string const name = test::named("t", rng() % 8);
             C* t = nullptr;
             read_section rs;
             if (!h.mkdir(h.top(), name, &t)) {

@@ -9,13 +9,12 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <ctime>
 #include <unistd.h>
 
 namespace test {
 
 namespace {
-constexpr char const* cpuset_root = "/sys/fs/cgroup/cpuset";
-constexpr char const* cpuset_root_tasks = "/sys/fs/cgroup/cpuset/tasks";
 
 void copy_file(std::string const& from, std::string const& to) {
     char buf[4096];
@@ -57,19 +56,20 @@ void remove_tree(std::string const& dir, std::string const& parent_tasks) {
 }
 }  // namespace
 
-std::optional<kernel_scratch> kernel_scratch::make() {
-    std::string root = cpuset_root;
+std::optional<kernel_scratch> kernel_scratch::make(std::string const& root) {
     if (::access((root + "/tasks").c_str(), W_OK) != 0) return std::nullopt;
     std::string p = root + "/containers-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand());
     if (::mkdir(p.c_str(), 0755) != 0) return std::nullopt;
     // A new cpuset starts empty; give it the parent's CPUs and nodes so that tasks may join.
-    copy_file(root + "/cpuset.cpus", p + "/cpuset.cpus");
-    copy_file(root + "/cpuset.mems", p + "/cpuset.mems");
-    return kernel_scratch(p);
+    if (::access((root + "/cpuset.cpus").c_str(), F_OK) == 0) {
+        copy_file(root + "/cpuset.cpus", p + "/cpuset.cpus");
+        copy_file(root + "/cpuset.mems", p + "/cpuset.mems");
+    }
+    return kernel_scratch(p, root);
 }
 
 kernel_scratch::~kernel_scratch() {
-    if (!path_.empty()) remove_tree(path_, cpuset_root_tasks);
+    if (!path_.empty()) remove_tree(path_, root_ + "/tasks");
 }
 
 outcome kernel_op(std::string const& root, std::string const& op, std::string const& path, std::string const& value) {
@@ -94,6 +94,64 @@ outcome kernel_op(std::string const& root, std::string const& op, std::string co
         ::close(fd);
     }
     return o;
+}
+
+std::uint64_t thread_cpu_ns() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::uint64_t burn(std::uint64_t ns) {
+    std::uint64_t const start = thread_cpu_ns();
+    std::uint64_t now = start;
+    volatile std::uint64_t sink = 0;
+    while (now - start < ns) {
+        for (int i = 0; i < 10000; ++i) sink = sink + static_cast<std::uint64_t>(i);
+        now = thread_cpu_ns();
+    }
+    return now - start;
+}
+
+worker::worker() : thread_([this] { run(); }) {
+    std::unique_lock g(m_);
+    cv_.wait(g, [this] { return tid_ != 0; });
+}
+
+worker::~worker() {
+    {
+        std::lock_guard g(m_);
+        quit_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+}
+
+void worker::start(std::function<void()> f) {
+    wait();
+    std::lock_guard g(m_);
+    job_ = std::move(f);
+    cv_.notify_all();
+}
+
+void worker::wait() {
+    std::unique_lock g(m_);
+    cv_.wait(g, [this] { return !job_; });
+}
+
+void worker::run() {
+    std::unique_lock g(m_);
+    tid_ = containers::thread_task_traits::self();
+    cv_.notify_all();
+    for (;;) {
+        cv_.wait(g, [this] { return quit_ || static_cast<bool>(job_); });
+        if (quit_ && !job_) return;
+        g.unlock();
+        job_();
+        g.lock();
+        job_ = nullptr;
+        cv_.notify_all();
+    }
 }
 
 char task_state(pid_t pid) {
@@ -121,6 +179,25 @@ void kill_and_reap(pid_t pid) {
     ::kill(pid, SIGKILL);
     int st;
     ::waitpid(pid, &st, 0);
+}
+
+bool set_last_pid(pid_t id) {
+    int fd = ::open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    std::string const s = std::to_string(id - 1);
+    bool const ok = ::write(fd, s.data(), s.size()) == static_cast<ssize_t>(s.size());
+    ::close(fd);
+    return ok;
+}
+
+pid_t spawn_sleeper_as(pid_t want) {
+    for (int tries = 0; tries < 50; ++tries) {
+        if (!set_last_pid(want)) return -1;
+        pid_t const p = spawn_sleeper();
+        if (p == want) return p;
+        kill_and_reap(p);
+    }
+    return -1;
 }
 
 }  // namespace test

@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -25,9 +27,25 @@ struct journal {
     void clear() { events.clear(); }
 };
 
+/// `prefix` followed by `n` in decimal ("t3"). Tests build names with this, not with
+/// `"t" + std::to_string(n)`: g++ 12 at -O2 inlines that operator+ (a string inserted at the front
+/// of a temporary) into a bogus -Wstringop-overflow / -Wrestrict warning on its _M_replace (GCC
+/// PR 105329 and its duplicates), which the Release build with tests, and CI with -Werror, must not show.
+template <class N>
+std::string named(std::string_view prefix, N n) {
+    std::string s(prefix);
+    s += std::to_string(n);
+    return s;
+}
+
 inline std::string ids_of(containers::task_set<C> t) {
     std::string s;
-    for (auto const& m : t) s += (s.empty() ? "" : ",") + std::to_string(m.id) + "<" + m.from->owner().path(*m.from);
+    for (auto const& m : t) {  // appended piece by piece: "x" + std::string trips g++ 12, see test::named
+        if (!s.empty()) s += ',';
+        s += std::to_string(m.id);
+        s += '<';
+        s += m.from->owner().path(*m.from);
+    }
     return s;
 }
 
@@ -132,20 +150,57 @@ private:
     std::thread thread_;
 };
 
-/// A directory of our own under the kernel's cgroup v1 cpuset hierarchy, removed (with everything
-/// below it) at scope exit. Empty optional where the hierarchy is not mounted writable.
+/// The calling thread's CPU time in nanoseconds.
+std::uint64_t thread_cpu_ns();
+/// Spins until the calling thread has used `ns` more CPU time; returns what it used.
+std::uint64_t burn(std::uint64_t ns);
+
+/// A thread that runs jobs it is given and waits, using no CPU, in between; its tid is known
+/// while it lives.
+class worker {
+public:
+    worker();
+    ~worker();
+    worker(worker const&) = delete;
+    worker& operator=(worker const&) = delete;
+    [[nodiscard]] pid_t tid() const { return tid_; }
+    /// Starts `f` on the worker (after the previous job).
+    void start(std::function<void()> f);
+    /// Waits until the job started last has returned.
+    void wait();
+    /// start(f) then wait().
+    void run_there(std::function<void()> f) {
+        start(std::move(f));
+        wait();
+    }
+
+private:
+    void run();
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::function<void()> job_;
+    pid_t tid_ = 0;
+    bool quit_ = false;
+    std::thread thread_;
+};
+
+/// A directory of our own under one of the kernel's cgroup v1 hierarchies (the cpuset one unless
+/// `root` names another, such as "/sys/fs/cgroup/cpuacct"), removed (with everything below it,
+/// its tasks moved back to `root`) at scope exit. In a cpuset hierarchy it gets its parent's CPUs
+/// and nodes, so that tasks may join. Empty optional where the hierarchy is not mounted writable.
 class kernel_scratch {
 public:
-    static std::optional<kernel_scratch> make();
+    static std::optional<kernel_scratch> make(std::string const& root = "/sys/fs/cgroup/cpuset");
     ~kernel_scratch();
-    kernel_scratch(kernel_scratch&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+    kernel_scratch(kernel_scratch&& o) noexcept : path_(std::move(o.path_)), root_(std::move(o.root_)) { o.path_.clear(); }
     kernel_scratch(kernel_scratch const&) = delete;
     kernel_scratch& operator=(kernel_scratch const&) = delete;
     [[nodiscard]] std::string const& path() const { return path_; }
 
 private:
-    explicit kernel_scratch(std::string p) : path_(std::move(p)) {}
+    kernel_scratch(std::string p, std::string root) : path_(std::move(p)), root_(std::move(root)) {}
     std::string path_;
+    std::string root_;
 };
 
 /// The result of one operation of a conformance script: the errno (0 for success) and, for a
@@ -178,6 +233,12 @@ char task_state(pid_t pid);
 /// Creates a pid that runs until killed (a child process), and reaps it.
 pid_t spawn_sleeper();
 void kill_and_reap(pid_t pid);
+
+/// The next id the kernel hands out will be `id` if nothing else forks first (root only:
+/// /proc/sys/kernel/ns_last_pid). False where it cannot be set.
+bool set_last_pid(pid_t id);
+/// A sleeping child with pid `want`, or -1 where another process took the pid first.
+pid_t spawn_sleeper_as(pid_t want);
 
 }  // namespace test
 

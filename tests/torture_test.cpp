@@ -162,7 +162,7 @@ TEST_CASE("torture: signals, forks, exits inside sections, teardown and release 
             pid_t const ids[] = {reader_tids[0].load(), reader_tids[1].load()};
             for (int i = 0; i < moves || readers_done.load() < 2; ++i) {
                 C* m = nullptr;
-                if (h->mkdir(h->top(), "m" + std::to_string(i % 10), &m)) {
+                if (h->mkdir(h->top(), test::named("m", i % 10), &m)) {
                     expect(false);
                     continue;
                 }

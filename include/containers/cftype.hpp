@@ -8,17 +8,28 @@
 // of cftype<C> that lives as long as the program, added to every container after populate. Handlers see the raw
 // text of one write(2) and produce the whole content of a read, trailing newline included, so
 // that the path interface (control_files.hpp) answers as cgroupfs does.
+//
+// Locking, as the kernel runs cgroup handlers under cgroup_mutex: a file whose `lock` is
+// `locking::manage` has its handlers run by the path interface with the hierarchy's manage lock
+// held and its container checked live (a removed container gives ENODEV, the handler never
+// runs). Such a handler must not call operations that take the manage lock (debug builds assert);
+// it calls their *_locked forms. Work that must run without the lock (a notification) goes in
+// `after_write`. subsystem_files<S, C> builds such files with typed access: handlers receive the
+// subsystem, its state in the container, and the container. A raw cftype defaults to
+// `locking::none`: its handlers run as they always did, without the lock, taking it themselves.
 #pragma once
 
+#include <cassert>
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
 
 #include "detail/errors.hpp"
+#include "detail/function.hpp"
 
 namespace containers {
 
@@ -31,6 +42,16 @@ struct cftype {
     std::function<std::error_code(C&, std::string& out)> read;
     /// Takes the bytes of one write. Absent: the file cannot be written (EINVAL).
     std::function<std::error_code(C&, std::string_view value)> write;
+    /// Which lock the path interface holds around read and write (see the top of this header).
+    enum class locking { none, manage };
+    locking lock = locking::none;
+    /// Runs after a successful write once the manage lock is released (the container is still
+    /// valid, perhaps removed meanwhile): for what must not run under the lock, such as telling
+    /// listeners. Optional; an exception it throws is ignored (the write took effect).
+    std::function<void(C&)> after_write;
+    /// The largest write taken, in bytes (more is E2BIG); 0 for a page, as kernfs gives every
+    /// cgroup file without a max_write_len of its own.
+    std::size_t max_write_len = 0;
 
     [[nodiscard]] bool shown_in(C const& c) const noexcept {
         return scope == where::everywhere || (scope == where::top_only) == c.is_top();
@@ -71,6 +92,9 @@ namespace parse {
 [[nodiscard]] inline std::error_code s64(std::string_view s, std::int64_t& out) noexcept {
     bool const negative = s.starts_with('-');
     if (negative) s.remove_prefix(1);
+    // kstrtoll: after a minus sign the digits follow at once ("-+1" is EINVAL); "+" alone is
+    // kstrtoull's.
+    if (negative && s.starts_with('+')) return detail::errno_code(EINVAL);
     std::uint64_t v = 0;
     if (std::error_code ec = u64(s, v)) return ec;
     if (negative ? v > std::uint64_t{1} << 63 : v > (std::uint64_t{1} << 63) - 1) return detail::errno_code(ERANGE);
@@ -78,9 +102,10 @@ namespace parse {
     return {};
 }
 
-/// The kernel's strstrip(): white space off both ends.
+/// The kernel's strstrip(): white space off both ends, as its isspace() sees it (0xa0, Latin-1's
+/// no-break space, included).
 [[nodiscard]] inline std::string_view strip(std::string_view s) noexcept {
-    constexpr std::string_view space = " \t\n\v\f\r";
+    constexpr std::string_view space = " \t\n\v\f\r\xa0";
     std::size_t const b = s.find_first_not_of(space);
     if (b == std::string_view::npos) return {};
     return s.substr(b, s.find_last_not_of(space) - b + 1);
@@ -133,5 +158,75 @@ cftype<C> flag_file(std::string_view name, std::function<bool(C&)> get, std::fun
     if (set) set_u64 = [set](C& c, std::uint64_t v) { return set(c, v != 0); };
     return u64_file<C>(name, [get](C& c) { return std::uint64_t{get(c) ? 1u : 0u}; }, set_u64);
 }
+
+/// Files of subsystem S (registered in the hierarchy of container type C) with typed access:
+/// each handler receives `S&` (the registered instance), `S::state&` (its state in the
+/// container) and the container. The files run under the manage lock (locking::manage): the
+/// path interface takes it and checks the container live (ENODEV) before a handler runs, so a
+/// handler reads and changes its state without races, and calls only the *_locked forms of
+/// operations that lock. Writes parse as number_file and flag_file do.
+template <class S, class C>
+struct subsystem_files {
+    using state = typename S::state;
+    using reader = std::function<std::error_code(S&, state&, C&, std::string& out)>;
+    using writer = std::function<std::error_code(S&, state&, C&, std::string_view value)>;
+    template <class T>
+    using getter = std::function<std::error_code(S&, state&, C&, T& out)>;
+    template <class T>
+    using setter = std::function<std::error_code(S&, state&, C&, T value)>;
+
+    /// A file with typed raw handlers; without `write` it is read-only, without `read` write-only.
+    static cftype<C> file(std::string_view name, reader read, writer write = {}) {
+        cftype<C> f;
+        f.name = name;
+        f.lock = cftype<C>::locking::manage;
+        if (read) f.read = [read](C& c, std::string& out) { return read(subsystem_of(c), state_of(c), c, out); };
+        if (write) f.write = [write](C& c, std::string_view v) { return write(subsystem_of(c), state_of(c), c, v); };
+        return f;
+    }
+
+    /// A number file (std::uint64_t or std::int64_t), read as "N\n", written as number_file parses.
+    template <class T>
+    static cftype<C> number(std::string_view name, getter<T> get, setter<T> set = {}) {
+        std::function<std::error_code(C&, T)> raw;
+        if (set) raw = [set](C& c, T v) { return set(subsystem_of(c), state_of(c), c, v); };
+        cftype<C> f = number_file<C, T>(name, std::function<T(C&)>{}, raw);
+        return typed(std::move(f), get, [get](C& c, std::string& out) {
+            T v{};
+            if (std::error_code ec = get(subsystem_of(c), state_of(c), c, v)) return ec;
+            out += std::to_string(v);
+            out += '\n';
+            return std::error_code{};
+        });
+    }
+
+    /// A 0/1 flag, written as flag_file parses (any non-zero number sets it).
+    static cftype<C> flag(std::string_view name, getter<bool> get, setter<bool> set = {}) {
+        std::function<std::error_code(C&, bool)> raw;
+        if (set) raw = [set](C& c, bool on) { return set(subsystem_of(c), state_of(c), c, on); };
+        cftype<C> f = flag_file<C>(name, std::function<bool(C&)>{}, raw);
+        return typed(std::move(f), get, [get](C& c, std::string& out) {
+            bool v = false;
+            if (std::error_code ec = get(subsystem_of(c), state_of(c), c, v)) return ec;
+            out += v ? "1\n" : "0\n";
+            return std::error_code{};
+        });
+    }
+
+private:
+    static S& subsystem_of(C& c) noexcept {
+        assert(c.owner().manage_lock_held() && "containers: a subsystem_files handler runs under the manage lock");
+        return *c.owner().template subsystem<S>();
+    }
+    static state& state_of(C& c) noexcept { return c.owner().template state_of<S>(c); }
+    // Without a getter the file cannot be read (EINVAL), as a raw cftype without read.
+    template <class Get, class Read>
+    static cftype<C> typed(cftype<C> f, Get const& get, Read read) {
+        f.lock = cftype<C>::locking::manage;
+        f.read = {};
+        if (get) f.read = std::move(read);
+        return f;
+    }
+};
 
 }  // namespace containers

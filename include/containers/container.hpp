@@ -66,8 +66,8 @@ public:
     /// record is alive (it leaves when it exits). Subsystems check it right before a system call
     /// on the task, so that a reused id never makes them act on an unrelated one.
     /// Locking: the manage lock held. Complexity: no system call for a bound thread; otherwise
-    /// the traits' check (thread_task_traits: one poll(2) for a thread of another process, a
-    /// few calls for one of this process; see thread_task_traits::alive).
+    /// the traits' check (thread_task_traits: one poll(2) on the pidfd its identity holds, a few
+    /// calls where it holds none; see thread_task_traits::alive).
     [[nodiscard]] bool alive() const noexcept {
         if (bound_) return true;
         if constexpr (HasTaskIdentity<Traits>) {

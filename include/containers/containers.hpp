@@ -3,12 +3,16 @@
 #pragma once
 
 #include "cftype.hpp"               // IWYU pragma: export
+#include "cpuacct.hpp"              // IWYU pragma: export
 #include "cpumask.hpp"              // IWYU pragma: export
 #include "cpuset.hpp"               // IWYU pragma: export
 #include "container.hpp"            // IWYU pragma: export
 #include "control_files.hpp"        // IWYU pragma: export
+#include "freezer.hpp"              // IWYU pragma: export
 #include "detail/rcu.hpp"           // IWYU pragma: export (read_section)
 #include "hierarchy.hpp"            // IWYU pragma: export
+#include "owned_container.hpp"      // IWYU pragma: export
+#include "pids.hpp"                 // IWYU pragma: export
 #include "subsystem_concepts.hpp"   // IWYU pragma: export
 #include "task_traits.hpp"          // IWYU pragma: export
 #include "topology.hpp"             // IWYU pragma: export

@@ -258,6 +258,19 @@ std::error_code resolve_file(H& h, std::string_view path, target<H>& t) noexcept
     return {};
 }
 
+/// Runs a handler of `t.file` as its `lock` says: for locking::manage, with the manage lock held
+/// and the container checked live (ENODEV once removed: the kernel's cgroup_kn_lock_live). Inside
+/// the caller's read section, which keeps `t.dir` valid between the lookup and the lock.
+template <class H, class F>
+std::error_code run_handler(H& h, target<H> const& t, F&& handler) noexcept {
+    if (t.file->lock == cftype<typename H::container>::locking::manage) {
+        auto lock = h.manage_lock();
+        if (t.dir->removed()) return errno_code(ENODEV);
+        return containers::detail::guarded_call(handler);
+    }
+    return containers::detail::guarded_call(handler);
+}
+
 }  // namespace detail
 
 /// Creates the container at `path`. Errors as mkdir(2) on cgroupfs: ENOENT (no parent, or empty
@@ -297,6 +310,8 @@ template <class H>
 /// Reads the whole content of the file at `path` into `out` (replacing it).
 /// Errors: ENOENT, ENOTDIR, EISDIR (a container), EINVAL (a file that cannot be read), ENODEV
 /// (its container was removed meanwhile), or the handler's.
+/// Locking: a file of locking::manage (every subsystem_files file, cpuset's) is read with the
+///   manage lock held and its container checked live; a raw cftype's handler runs unlocked.
 template <class H>
 [[nodiscard]] std::error_code read(H& h, std::string_view path, std::string& out) noexcept {
     read_section rs;
@@ -304,25 +319,63 @@ template <class H>
     if (std::error_code ec = detail::resolve_file(h, path, t)) return ec;
     if (!t.file->read) return detail::errno_code(EINVAL);
     std::string content;
-    if (std::error_code ec = containers::detail::guarded_call([&] { return t.file->read(*t.dir, content); })) return ec;
+    if (std::error_code ec = detail::run_handler(h, t, [&] { return t.file->read(*t.dir, content); })) return ec;
     out = std::move(content);
     return {};
 }
 
-/// Writes `value` to the file at `path`, as one write(2) of those bytes would.
-/// Errors: ENOENT, ENOTDIR, EISDIR, EINVAL (a file that cannot be written, or a malformed
-/// value), E2BIG (over a page), ENODEV, or the handler's. An empty write changes nothing.
+/// How a write opens its file: as open(2) with O_WRONLY, or with O_WRONLY | O_CREAT | O_TRUNC
+/// as a shell's `echo VALUE > PATH` does (cgroupfs creates nothing, so only the errors differ).
+enum class open_mode { write_only, create };
+
+/// Writes `value` to the file at `path`, as one write(2) of those bytes would, after opening it
+/// as `mode` says.
+/// Errors, in the kernel's order: from the open, ENOENT, ENOTDIR, EISDIR (a container; with
+///   `create` also a path ending in '/'), and with `create` EACCES where a live container has no
+///   file of that name (cgroupfs has no create operation: release_agent and the other top-only
+///   files below the top, for one); then, as kernfs and cgroup_file_write check, E2BIG (over the
+///   file's max_write_len, a page unless the file says otherwise), success for an empty write,
+///   EINVAL (a file that cannot be written, or a malformed value), ENODEV, or the handler's.
+/// Locking: a file of locking::manage (every subsystem_files file, cpuset's) is written with the
+///   manage lock held and its container checked live, as the kernel writes under cgroup_mutex;
+///   its after_write runs once the lock is released. A raw cftype's handler runs unlocked.
 template <class H>
-[[nodiscard]] std::error_code write(H& h, std::string_view path, std::string_view value) noexcept {
+[[nodiscard]] std::error_code write(H& h, std::string_view path, std::string_view value, open_mode mode = open_mode::write_only) noexcept {
     read_section rs;
     detail::target<H> t;
+    if (mode == open_mode::create && !path.empty() && path.front() == '/') {
+        // The VFS answers before cgroupfs: once the directories on the way resolve, O_CREAT of a
+        // name ending in '/' is EISDIR whatever it names, and a missing name is refused by the
+        // directory's permission to create (EACCES: cgroupfs has no ->create).
+        std::string_view trimmed = path;
+        while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.remove_suffix(1);
+        std::string_view parent, last;
+        if (detail::split_last(trimmed, parent, last) && !last.empty()) {
+            detail::target<H> dir;
+            if (std::error_code ec = detail::resolve(h, parent, dir)) return ec;
+            if (dir.file != nullptr) return detail::errno_code(ENOTDIR);
+            if (trimmed.size() != path.size()) return detail::errno_code(EISDIR);
+            if (last != "." && last != ".." && detail::resolve(h, trimmed, t) == std::errc::no_such_file_or_directory) {
+                return detail::errno_code(EACCES);
+            }
+            t = {};
+        }
+    }
     if (std::error_code ec = detail::resolve_file(h, path, t)) return ec;
-    if (!t.file->write) return detail::errno_code(EINVAL);
-    if (value.size() > detail::max_write) return detail::errno_code(E2BIG);
+    std::size_t const limit = t.file->max_write_len != 0 ? t.file->max_write_len : detail::max_write;
+    if (value.size() > limit) return detail::errno_code(E2BIG);
     if (value.empty()) return {};
+    if (!t.file->write) return detail::errno_code(EINVAL);
     // The kernel hands handlers a NUL-terminated copy: text after a NUL byte is not seen.
     value = value.substr(0, value.find('\0'));
-    return containers::detail::guarded_call([&] { return t.file->write(*t.dir, value); });
+    if (std::error_code ec = detail::run_handler(h, t, [&] { return t.file->write(*t.dir, value); })) return ec;
+    if (t.file->after_write) {
+        (void)containers::detail::guarded_call([&] {
+            t.file->after_write(*t.dir);
+            return std::error_code{};
+        });
+    }
+    return {};
 }
 
 /// The names in the container at `path`: its children, then its files, each group sorted.

@@ -222,8 +222,9 @@ public:
     }
 
     /// Parses the kernel's list format, as bitmap_parselist does for a mask of `nbits` bits:
-    /// regions "A", "A-B" or "A-B:USED/GROUP" ("N" is the last bit), separated by commas and
-    /// white space; the text ends at the first newline. EINVAL for malformed text or an empty or
+    /// regions "A", "A-B", "all" (any case), optionally with ":USED/GROUP" ("N" is the last
+    /// bit), separated by commas and white space (0xa0 and newlines included); the text ends at
+    /// a NUL, or at a newline right after a region without a pattern. EINVAL for malformed text or an empty or
     /// inverted region, ERANGE for a bit at or beyond `nbits`, EOVERFLOW for a number beyond 32
     /// bits, ENOMEM when memory runs out. On error `out` is unchanged.
     [[nodiscard]] static std::error_code parse_list(std::string_view s, std::size_t nbits, cpumask& out) noexcept;
@@ -336,12 +337,15 @@ private:
 
 namespace detail {
 
-inline bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
+// The kernel's isspace() (lib/ctype.c): the ASCII white space and 0xa0, Latin-1's no-break space.
+inline bool is_space(char c) noexcept {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r' || c == '\xa0';
+}
 inline bool list_end_of_str(char c) noexcept { return c == '\0' || c == '\n'; }
 inline bool list_end_of_region(char c) noexcept { return is_space(c) || c == ',' || list_end_of_str(c); }
 
-// A decimal number, or "N" for the last bit. Advances `i`.
-inline std::error_code list_number(std::string_view s, std::size_t& i, std::size_t last_bit, std::uint64_t& out) noexcept {
+// A decimal number, or "N" for the last bit, as bitmap_getnum: an unsigned int. Advances `i`.
+inline std::error_code list_number(std::string_view s, std::size_t& i, std::uint32_t last_bit, std::uint32_t& out) noexcept {
     if (i < s.size() && s[i] == 'N') {
         ++i;
         out = last_bit;
@@ -356,40 +360,56 @@ inline std::error_code list_number(std::string_view s, std::size_t& i, std::size
     }
     if (i == start) return errno_code(EINVAL);
     if (overflow) return errno_code(EOVERFLOW);
-    out = v;
+    out = static_cast<std::uint32_t>(v);
     return {};
 }
 
 }  // namespace detail
 
+// The walk of lib/bitmap-str.c's bitmap_parselist (Linux 6.18): separators (white space, 0xa0
+// and newlines included, and commas) are skipped before each region; the list ends at a NUL, or
+// at a newline right after a region without a pattern ("0\n1" is {0}, but "0,\n1" and
+// "0-1:1/2\n1" go on). The region's numbers are unsigned ints, so "4294967295" (whose group,
+// end + 1, wraps to 0) is EINVAL, not ERANGE.
 inline std::error_code cpumask::parse_list(std::string_view s, std::size_t nbits, cpumask& out) noexcept {
-    s = s.substr(0, s.find('\n'));
+    s = s.substr(0, s.find('\0'));
     cpumask m;
-    std::size_t const last = nbits == 0 ? 0 : nbits - 1;
+    std::uint32_t const last = static_cast<std::uint32_t>(nbits - 1);  // nbits == 0: wraps, as the kernel's
     std::size_t i = 0;
     auto at = [&](std::size_t k) { return k < s.size() ? s[k] : '\0'; };
+    auto is_all = [&] {
+        return s.size() - i >= 3 && (s[i] | 0x20) == 'a' && (s[i + 1] | 0x20) == 'l' && (s[i + 2] | 0x20) == 'l';
+    };
     for (;;) {
         while (i < s.size() && (detail::is_space(s[i]) || s[i] == ',')) ++i;
         if (detail::list_end_of_str(at(i))) break;
-        std::uint64_t start = 0, end = 0, used = 0, group = 0;
-        if (std::error_code ec = detail::list_number(s, i, last, start)) return ec;
-        end = start;
-        bool pattern = false;
-        if (!detail::list_end_of_region(at(i))) {
-            if (at(i) != '-') return detail::errno_code(EINVAL);
-            ++i;
-            if (std::error_code ec = detail::list_number(s, i, last, end)) return ec;
+        std::uint32_t start = 0, end = 0, used = 0, group = 0;
+        bool pattern = false, last_region = false;
+        if (is_all()) {  // "all", in any case: every bit, with an optional pattern
+            i += 3;
+            end = last;
+        } else {
+            if (std::error_code ec = detail::list_number(s, i, last, start)) return ec;
+            end = start;
             if (!detail::list_end_of_region(at(i))) {
-                if (at(i) != ':') return detail::errno_code(EINVAL);
+                if (at(i) != '-') return detail::errno_code(EINVAL);
                 ++i;
-                if (std::error_code ec = detail::list_number(s, i, last, used)) return ec;
-                if (at(i) != '/') return detail::errno_code(EINVAL);
-                ++i;
-                if (std::error_code ec = detail::list_number(s, i, last, group)) return ec;
-                pattern = true;
+                if (std::error_code ec = detail::list_number(s, i, last, end)) return ec;
             }
         }
-        if (!pattern) used = group = end + 1;
+        // A pattern may follow "A-B" or "all" (after a lone "A" the region has ended here).
+        if (!detail::list_end_of_region(at(i))) {
+            if (at(i) != ':') return detail::errno_code(EINVAL);
+            ++i;
+            if (std::error_code ec = detail::list_number(s, i, last, used)) return ec;
+            if (at(i) != '/') return detail::errno_code(EINVAL);
+            ++i;
+            if (std::error_code ec = detail::list_number(s, i, last, group)) return ec;
+            pattern = true;
+        } else {
+            last_region = detail::list_end_of_str(at(i));
+        }
+        if (!pattern) used = group = end + 1;  // unsigned int arithmetic: wraps at 2^32
         if (start > end || group == 0 || used > group) return detail::errno_code(EINVAL);
         if (end >= nbits) return detail::errno_code(ERANGE);
         for (std::uint64_t b = start; b <= end; ++b) {
@@ -397,6 +417,7 @@ inline std::error_code cpumask::parse_list(std::string_view s, std::size_t nbits
                 if (std::error_code ec = m.try_set(static_cast<std::size_t>(b))) return ec;
             }
         }
+        if (last_region) break;
     }
     out = std::move(m);
     return {};

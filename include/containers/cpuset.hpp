@@ -33,18 +33,18 @@
 #include <algorithm>
 #include <atomic>
 #include <cassert>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <new>
-#include <functional>
 #include <mutex>
 #include <span>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -56,12 +56,13 @@
 #include "cftype.hpp"
 #include "cpumask.hpp"
 #include "detail/errors.hpp"
+#include "detail/function.hpp"
 #include "detail/rcu.hpp"
 #include "detail/syscalls.hpp"
+#include "detail/tree_walk.hpp"
 #include "hierarchy.hpp"
 #include "subsystem_concepts.hpp"
 #include "topology.hpp"
-#include "detail/tree_walk.hpp"
 
 namespace containers {
 
@@ -271,9 +272,9 @@ public:
 
     explicit basic_cpuset(topology t = topology::from_system(),
                           std::function<std::int64_t()> clock = [] {
-                              return std::chrono::duration_cast<std::chrono::seconds>(
-                                         std::chrono::steady_clock::now().time_since_epoch())
-                                  .count();
+                              timespec t{};
+                              ::clock_gettime(CLOCK_MONOTONIC, &t);
+                              return static_cast<std::int64_t>(t.tv_sec);
                           })
         : topology_(std::move(t)), clock_(std::move(clock)) {}
 
@@ -317,16 +318,22 @@ public:
     /// one thread restores those before it and returns the errno (EBUSY for a SCHED_DEADLINE
     /// thread whose bandwidth would not fit, as the kernel refuses it), or ENOMEM.
     /// Manage lock held.
-    std::error_code can_attach(state& s, container&, task_set<container> tasks) noexcept {
+    std::error_code can_attach(state& s, container& c, task_set<container> tasks) noexcept {
         if (s.effective_cpus.empty() || s.effective_mems.empty()) return containers::detail::errno_code(ENOSPC);
         if constexpr (H::traits_type::thread_bound) {
             if (hotplug_move_) return {};  // set_topology applied the affinities already
+            H const& h = c.owner();
             for (auto const& t : tasks) {
-                if (detail::no_setaffinity(t.id)) return containers::detail::errno_code(EINVAL);
+                if (!known_settable(h, t.id) && detail::no_setaffinity(t.id)) return containers::detail::errno_code(EINVAL);
             }
             if (std::error_code ec = pending_.reserve(tasks.size())) return ec;
             for (auto const& t : tasks) {
-                if (std::error_code ec = apply_affinity(pending_, t.id, s.effective_cpus)) {
+                // From a cpuset below the top the library placed the thread: its affinity is
+                // known and not read back (as set_cpus assumes; a thread that changed it behind
+                // the library's back gets its cpuset's back on a veto), from the top it is read.
+                std::error_code ec = t.from->is_top() ? apply_affinity(pending_, t.id, s.effective_cpus)
+                                                      : apply_affinity(pending_, t.id, s.effective_cpus, state_of(*t.from).effective_cpus);
+                if (ec) {
                     pending_.undo();
                     return ec;
                 }
@@ -347,18 +354,50 @@ public:
         for (auto const& t : tasks) migrate_pages(t.id, state_of(*t.from).effective_mems, s.effective_mems);
     }
 
-    /// A child starts with its cpuset's affinity. Best effort, as the kernel's cpuset_fork, which
-    /// cannot fail either: a thread created by clone already has its parent's. Manage and
-    /// callback locks held.
-    void fork(state& s, container&, id_type, id_type child) noexcept {
+    /// A child starts as the kernel's cpuset_fork starts it: with its parent's current affinity
+    /// (the parent's own sched_setaffinity wish included), not its cpuset's CPUs, and with the
+    /// parent's request remembered as its own (as dup_user_cpus_ptr copies it), so that later
+    /// changes of the cpuset apply that wish to both. Best effort, as the kernel's, which cannot
+    /// fail either: where the parent cannot be read (gone, or not a thread) the child gets what
+    /// its request and the cpuset give. Manage and callback locks held.
+    void fork(state& s, container&, id_type parent, id_type child) noexcept {
+        (void)containers::detail::guarded_call([&] {
+            if (auto it = requested_.find(parent); it != requested_.end()) {
+                cpumask wish = it->second;
+                requested_.insert_or_assign(child, std::move(wish));
+            }
+            return std::error_code{};
+        });
         if constexpr (H::traits_type::thread_bound) {
             cpumask target;
-            if (target_of(child, s.effective_cpus, target)) return;
+            (void)containers::detail::guarded_call([&] {
+                auto set = cpumask::range(0, std::max<std::size_t>(topology_.possible_cpus, 1) - 1).to_cpu_set();
+                if (set.set && detail::sys::sched_getaffinity(parent, set.bytes, set.set.get()) == 0) {
+                    target = cpumask::from_cpu_set(set.set.get(), set.bytes) & s.effective_cpus;
+                }
+                return std::error_code{};
+            });
+            if (target.empty() && target_of(child, s.effective_cpus, target)) return;
             if (!target.empty()) (void)detail::sys::sched_setaffinity(child, target.affinity_bytes(), target.affinity_data());
         }
     }
 
-    void exit(state&, container&, id_type task) noexcept { requested_.erase(task); }
+    /// A task leaves the hierarchy (exit, or the hierarchy destroyed while it is attached). One
+    /// that still runs (task_leaves_alive: identity checked, so a reused id is never touched) and
+    /// leaves a cpuset below the top one gets the affinity that the kernel's root cpuset would
+    /// give it: the CPUs it requested (request_affinity) within the top cpuset's, or the top
+    /// cpuset's CPUs. Best effort, as exit cannot fail. Manage and callback locks held.
+    void exit(state&, container& c, id_type task) noexcept {
+        if constexpr (H::traits_type::thread_bound) {
+            if (!c.is_top() && c.owner().task_leaves_alive()) {
+                cpumask target;
+                if (!target_of(task, state_of(c.owner().top()).effective_cpus, target) && !target.empty()) {
+                    (void)detail::sys::sched_setaffinity(task, target.affinity_bytes(), target.affinity_data());
+                }
+            }
+        }
+        requested_.erase(task);
+    }
 
     /// The files, as data: added to every container after populate.
     template <class C>
@@ -446,6 +485,154 @@ public:
     /// Locking: takes the manage lock, and the callback lock to commit.
     [[nodiscard]] std::error_code set_cpus(container& c, cpumask const& cpus) noexcept { return set_mask(c, cpus, true); }
     [[nodiscard]] std::error_code set_mems(container& c, cpumask const& mems) noexcept { return set_mask(c, mems, false); }
+
+    // ---- typed access to every file --------------------------------------------------------------
+    //
+    // One setter and one getter per cpuset file; the file's handler calls the *_locked form, so
+    // the file and the typed call validate alike and return the same errno. On error nothing has
+    // changed.
+    // Errors (all): ENODEV (`c` removed); getters of masks: ENOMEM; each setter: its file's own.
+    // Locking: the plain forms take the manage lock (set_cpus, set_mems and set_sched_load_balance
+    //   also tell on_sched_domains_changed listeners after releasing it);
+    //   the *_locked forms require it held (asserted), for handlers that run under it (the path
+    //   interface runs cpuset's handlers so), and tell no listener: call notify_sched_domains
+    //   after releasing the lock.
+
+    /// set_cpus and set_mems with the manage lock held.
+    [[nodiscard]] std::error_code set_cpus_locked(container& c, cpumask const& cpus) noexcept { return set_mask_locked(c, cpus, true); }
+    [[nodiscard]] std::error_code set_mems_locked(container& c, cpumask const& mems) noexcept { return set_mask_locked(c, mems, false); }
+    /// cpuset.cpus, cpuset.mems as written; cpuset.effective_cpus, cpuset.effective_mems.
+    [[nodiscard]] std::error_code get_cpus(container& c, cpumask& out) noexcept { return locked(c, [&] { return get_cpus_locked(c, out); }); }
+    [[nodiscard]] std::error_code get_mems(container& c, cpumask& out) noexcept { return locked(c, [&] { return get_mems_locked(c, out); }); }
+    [[nodiscard]] std::error_code get_effective_cpus(container& c, cpumask& out) noexcept {
+        return locked(c, [&] { return get_effective_cpus_locked(c, out); });
+    }
+    [[nodiscard]] std::error_code get_effective_mems(container& c, cpumask& out) noexcept {
+        return locked(c, [&] { return get_effective_mems_locked(c, out); });
+    }
+    [[nodiscard]] std::error_code get_cpus_locked(container& c, cpumask& out) noexcept { return get_locked(c, &state::cpus, out); }
+    [[nodiscard]] std::error_code get_mems_locked(container& c, cpumask& out) noexcept { return get_locked(c, &state::mems, out); }
+    [[nodiscard]] std::error_code get_effective_cpus_locked(container& c, cpumask& out) noexcept {
+        return get_locked(c, &state::effective_cpus, out);
+    }
+    [[nodiscard]] std::error_code get_effective_mems_locked(container& c, cpumask& out) noexcept {
+        return get_locked(c, &state::effective_mems, out);
+    }
+
+    /// cpuset.cpu_exclusive, cpuset.mem_exclusive. Errors of the setters: EBUSY (turning it off
+    ///   while a child has it), EACCES (on while the parent has it off), EINVAL (on while a
+    ///   sibling's CPUs (nodes) overlap).
+    [[nodiscard]] std::error_code set_cpu_exclusive(container& c, bool on) noexcept {
+        return change(c, [&](config& t) {
+            t.cpu_exclusive = on;
+            return std::error_code{};
+        });
+    }
+    [[nodiscard]] std::error_code set_mem_exclusive(container& c, bool on) noexcept {
+        return change(c, [&](config& t) {
+            t.mem_exclusive = on;
+            return std::error_code{};
+        });
+    }
+    [[nodiscard]] std::error_code set_cpu_exclusive_locked(container& c, bool on) noexcept { return set_exclusive_locked(c, &config::cpu_exclusive, on); }
+    [[nodiscard]] std::error_code set_mem_exclusive_locked(container& c, bool on) noexcept { return set_exclusive_locked(c, &config::mem_exclusive, on); }
+    [[nodiscard]] std::error_code get_cpu_exclusive(container& c, bool& out) noexcept { return locked(c, [&] { return get_cpu_exclusive_locked(c, out); }); }
+    [[nodiscard]] std::error_code get_mem_exclusive(container& c, bool& out) noexcept { return locked(c, [&] { return get_mem_exclusive_locked(c, out); }); }
+    [[nodiscard]] std::error_code get_cpu_exclusive_locked(container& c, bool& out) noexcept { return get_locked(c, &state::cpu_exclusive, out); }
+    [[nodiscard]] std::error_code get_mem_exclusive_locked(container& c, bool& out) noexcept { return get_locked(c, &state::mem_exclusive, out); }
+
+    /// cpuset.mem_hardwall, cpuset.memory_migrate, cpuset.memory_spread_page,
+    /// cpuset.memory_spread_slab, cpuset.sched_load_balance: no error but ENODEV.
+    [[nodiscard]] std::error_code set_mem_hardwall(container& c, bool on) noexcept { return locked(c, [&] { return set_mem_hardwall_locked(c, on); }); }
+    [[nodiscard]] std::error_code set_memory_migrate(container& c, bool on) noexcept { return locked(c, [&] { return set_memory_migrate_locked(c, on); }); }
+    [[nodiscard]] std::error_code set_memory_spread_page(container& c, bool on) noexcept {
+        return locked(c, [&] { return set_memory_spread_page_locked(c, on); });
+    }
+    [[nodiscard]] std::error_code set_memory_spread_slab(container& c, bool on) noexcept {
+        return locked(c, [&] { return set_memory_spread_slab_locked(c, on); });
+    }
+    [[nodiscard]] std::error_code set_sched_load_balance(container& c, bool on) noexcept {
+        if (std::error_code ec = locked(c, [&] { return set_sched_load_balance_locked(c, on); })) return ec;
+        notify_domains(c);
+        return {};
+    }
+    [[nodiscard]] std::error_code set_mem_hardwall_locked(container& c, bool on) noexcept { return set_plain_locked(c, &state::mem_hardwall, on); }
+    [[nodiscard]] std::error_code set_memory_migrate_locked(container& c, bool on) noexcept { return set_plain_locked(c, &state::memory_migrate, on); }
+    [[nodiscard]] std::error_code set_memory_spread_page_locked(container& c, bool on) noexcept { return set_plain_locked(c, &state::spread_page, on); }
+    [[nodiscard]] std::error_code set_memory_spread_slab_locked(container& c, bool on) noexcept { return set_plain_locked(c, &state::spread_slab, on); }
+    [[nodiscard]] std::error_code set_sched_load_balance_locked(container& c, bool on) noexcept {
+        return set_plain_locked(c, &state::sched_load_balance, on);
+    }
+    [[nodiscard]] std::error_code get_mem_hardwall(container& c, bool& out) noexcept { return locked(c, [&] { return get_mem_hardwall_locked(c, out); }); }
+    [[nodiscard]] std::error_code get_memory_migrate(container& c, bool& out) noexcept { return locked(c, [&] { return get_memory_migrate_locked(c, out); }); }
+    [[nodiscard]] std::error_code get_memory_spread_page(container& c, bool& out) noexcept {
+        return locked(c, [&] { return get_memory_spread_page_locked(c, out); });
+    }
+    [[nodiscard]] std::error_code get_memory_spread_slab(container& c, bool& out) noexcept {
+        return locked(c, [&] { return get_memory_spread_slab_locked(c, out); });
+    }
+    [[nodiscard]] std::error_code get_sched_load_balance(container& c, bool& out) noexcept {
+        return locked(c, [&] { return get_sched_load_balance_locked(c, out); });
+    }
+    [[nodiscard]] std::error_code get_mem_hardwall_locked(container& c, bool& out) noexcept { return get_locked(c, &state::mem_hardwall, out); }
+    [[nodiscard]] std::error_code get_memory_migrate_locked(container& c, bool& out) noexcept { return get_locked(c, &state::memory_migrate, out); }
+    [[nodiscard]] std::error_code get_memory_spread_page_locked(container& c, bool& out) noexcept { return get_locked(c, &state::spread_page, out); }
+    [[nodiscard]] std::error_code get_memory_spread_slab_locked(container& c, bool& out) noexcept { return get_locked(c, &state::spread_slab, out); }
+    [[nodiscard]] std::error_code get_sched_load_balance_locked(container& c, bool& out) noexcept {
+        return get_locked(c, &state::sched_load_balance, out);
+    }
+
+    /// cpuset.sched_relax_domain_level. Errors of the setter: EINVAL (below -1 or above the
+    ///   machine's relax_domain_level_max).
+    [[nodiscard]] std::error_code set_sched_relax_domain_level(container& c, std::int64_t level) noexcept {
+        return locked(c, [&] { return set_sched_relax_domain_level_locked(c, level); });
+    }
+    [[nodiscard]] std::error_code set_sched_relax_domain_level_locked(container& c, std::int64_t level) noexcept {
+        assert(c.owner().manage_lock_held());
+        if (c.removed()) return containers::detail::errno_code(ENODEV);
+        if (level < -1 || level > topology_.relax_domain_level_max) return containers::detail::errno_code(EINVAL);
+        state_of(c).relax_domain_level = level;
+        return {};
+    }
+    [[nodiscard]] std::error_code get_sched_relax_domain_level(container& c, std::int64_t& out) noexcept {
+        return locked(c, [&] { return get_sched_relax_domain_level_locked(c, out); });
+    }
+    [[nodiscard]] std::error_code get_sched_relax_domain_level_locked(container& c, std::int64_t& out) noexcept {
+        return get_locked(c, &state::relax_domain_level, out);
+    }
+
+    /// cpuset.memory_pressure_enabled, a file of the top cpuset only: set on `h`'s top cpuset.
+    [[nodiscard]] std::error_code set_memory_pressure_enabled(H& h, bool on) noexcept {
+        return locked(h.top(), [&] { return set_memory_pressure_enabled_locked(h, on); });
+    }
+    [[nodiscard]] std::error_code set_memory_pressure_enabled_locked(H& h, bool on) noexcept {
+        return set_plain_locked(h.top(), &state::memory_pressure_enabled, on);
+    }
+    [[nodiscard]] std::error_code get_memory_pressure_enabled(H& h, bool& out) noexcept {
+        return locked(h.top(), [&] { return get_memory_pressure_enabled_locked(h, out); });
+    }
+    [[nodiscard]] std::error_code get_memory_pressure_enabled_locked(H& h, bool& out) noexcept {
+        return get_locked(h.top(), &state::memory_pressure_enabled, out);
+    }
+
+    /// cpuset.memory_pressure (read-only): the rate of memory_pressure_event()s in `c`, per
+    ///   second times 1000, filtered as the kernel's fmeter.
+    [[nodiscard]] std::error_code get_memory_pressure(container& c, std::uint64_t& out) noexcept {
+        return locked(c, [&] { return get_memory_pressure_locked(c, out); });
+    }
+    [[nodiscard]] std::error_code get_memory_pressure_locked(container& c, std::uint64_t& out) noexcept {
+        assert(c.owner().manage_lock_held());
+        if (c.removed()) return containers::detail::errno_code(ENODEV);
+        return containers::detail::guarded_call([&] {  // the clock is the embedder's function
+            out = static_cast<std::uint64_t>(state_of(c).pressure.rate(clock_()));
+            return std::error_code{};
+        });
+    }
+
+    /// Tells on_sched_domains_changed listeners the partition if it changed since they last
+    ///   heard: after a *_locked change, once the manage lock is released. Call it without the
+    ///   hierarchy's locks; takes the manage lock (when a listener exists).
+    void notify_sched_domains(H& h) noexcept { notify_domains(h.top()); }
 
     /// Effects: task `id` asks for `cpus` (as sched_setaffinity through the library): remembered,
     ///   and applied within its cpuset (the intersection, or the cpuset's CPUs where that is
@@ -630,6 +817,22 @@ private:
             for (std::size_t n : to) if (n < bits) new_nodes[n / (8 * sizeof(unsigned long))] |= 1ul << (n % (8 * sizeof(unsigned long)));
             (void)detail::sys::migrate_pages(id, bits + 1, old_nodes, new_nodes);
             migrations_.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+
+    // Whether thread `id` is known to carry no PF_NO_SETAFFINITY without reading /proc: the
+    // calling thread (it runs user code: no kernel thread), or a known task whose identity saw
+    // the flag clear when it was met (the kernel sets it when such a thread is created). A task
+    // new to the hierarchy is not yet in its table: it is read. Manage lock held.
+    static bool known_settable(H const& h, id_type id) noexcept {
+        if (id == H::traits_type::self()) return true;
+        if constexpr (requires(typename H::task const& t) {
+                          { t.identity().may_set_affinity() } noexcept -> std::same_as<bool>;
+                      }) {
+            auto const* t = h.find_task(id);
+            return t != nullptr && t->identity().may_set_affinity();
+        } else {
+            return false;
         }
     }
 
@@ -854,19 +1057,23 @@ private:
     }
 
     // A change to `c`: `edit` adjusts a trial copy; validation, then the two-phase commit.
+    // `edit` under the manage lock; sched-domain listeners are told after it is released.
     template <class Edit>
-    static std::error_code change(container& c, Edit edit) noexcept {
-        basic_cpuset& cs = self(c);
+    std::error_code change(container& c, Edit edit) noexcept {
         bool cpus_changed = false;
-        if (std::error_code ec = cs.change_locked(c, edit, cpus_changed)) return ec;
+        {
+            auto lock = c.owner().manage_lock();
+            if (std::error_code ec = change_locked(c, edit, cpus_changed)) return ec;
+        }
         if (cpus_changed) notify_domains(c);
         return {};
     }
 
+    // Manage lock held (asserted).
     template <class Edit>
     std::error_code change_locked(container& c, Edit& edit, bool& cpus_changed) noexcept {
         H& h = c.owner();
-        auto lock = h.manage_lock();
+        assert(h.manage_lock_held());
         if (c.removed()) return containers::detail::errno_code(ENODEV);
         state& s = state_of(c);
         config trial;
@@ -910,20 +1117,15 @@ private:
         return {};
     }
 
-    static std::error_code write_mask(container& c, std::string_view value, bool cpus) noexcept {
+    // The write handler of cpuset.cpus and cpuset.mems. Manage lock held: the topology is stable.
+    std::error_code write_mask_locked(container& c, std::string_view value, bool cpus) noexcept {
         if (c.is_top()) return containers::detail::errno_code(EACCES);  // the top cpuset follows the machine
-        basic_cpuset& cs = self(c);
         value = parse::strip(value);
         cpumask m;
-        std::size_t bits = 0;
-        {
-            std::lock_guard g(cs.topology_mutex_);
-            bits = mask_bits(cs.topology_, cpus);
-        }
         if (!value.empty()) {
-            if (std::error_code ec = cpumask::parse_list(value, bits, m)) return ec;
+            if (std::error_code ec = cpumask::parse_list(value, mask_bits(topology_, cpus), m)) return ec;
         }
-        return cs.set_mask(c, m, cpus);
+        return set_mask_locked(c, m, cpus);
     }
 
     static std::size_t mask_bits(topology const& t, bool cpus) noexcept {
@@ -931,14 +1133,61 @@ private:
     }
 
     std::error_code set_mask(container& c, cpumask const& m, bool cpus) noexcept {
+        bool cpus_changed = false;
+        {
+            auto lock = c.owner().manage_lock();
+            if (std::error_code ec = set_mask_locked(c, m, cpus, &cpus_changed)) return ec;
+        }
+        if (cpus_changed) notify_domains(c);
+        return {};
+    }
+    std::error_code set_mask_locked(container& c, cpumask const& m, bool cpus, bool* cpus_changed = nullptr) noexcept {
         if (c.is_top()) return containers::detail::errno_code(EACCES);
-        return change(c, [&](config& trial) -> std::error_code {
+        bool changed = false;
+        auto edit = [&](config& trial) -> std::error_code {
             // Under the manage lock: the topology is stable here.
             if (m.extent() > mask_bits(topology_, cpus)) return containers::detail::errno_code(ERANGE);
             cpumask const& top = cpus ? state_of(c.owner().top()).cpus : state_of(c.owner().top()).mems;
             if (!m.subset_of(top)) return containers::detail::errno_code(EINVAL);  // not online
             return (cpus ? trial.cpus : trial.mems).assign(m);
-        });
+        };
+        std::error_code const ec = change_locked(c, edit, changed);
+        if (cpus_changed != nullptr) *cpus_changed = changed;
+        return ec;
+    }
+
+    // The typed flags: validation through change_locked for the exclusive ones, which siblings
+    // and children constrain; the others are set directly. Manage lock held.
+    std::error_code set_exclusive_locked(container& c, bool config::*field, bool on) noexcept {
+        bool cpus_changed = false;
+        auto edit = [&](config& trial) {
+            trial.*field = on;
+            return std::error_code{};
+        };
+        return change_locked(c, edit, cpus_changed);
+    }
+    static std::error_code set_plain_locked(container& c, bool state::*field, bool on) noexcept {
+        assert(c.owner().manage_lock_held());
+        if (c.removed()) return containers::detail::errno_code(ENODEV);
+        state_of(c).*field = on;
+        return {};
+    }
+    template <class T>
+    static std::error_code get_locked(container& c, T state::*field, T& out) noexcept {
+        assert(c.owner().manage_lock_held());
+        if (c.removed()) return containers::detail::errno_code(ENODEV);
+        if constexpr (std::is_same_v<T, cpumask>) {
+            return out.assign(state_of(c).*field);
+        } else {
+            out = state_of(c).*field;
+            return {};
+        }
+    }
+    // The unlocked forms: take the manage lock around a *_locked one.
+    template <class F>
+    static std::error_code locked(container& c, F f) noexcept {
+        auto lock = c.owner().manage_lock();
+        return f();
     }
 
     topology topology_;                                 // written under the manage lock and
@@ -957,90 +1206,85 @@ private:
     static inline std::atomic<std::uint64_t> next_generation_{0};
 };
 
+// Every handler calls the typed *_locked form of its file, under the manage lock that the path
+// interface holds (subsystem_files): one implementation of each file's validation and errno.
 template <class H>
 template <class C>
 std::vector<cftype<C>> const& basic_cpuset<H>::files() {
     static std::vector<cftype<C>> const all = [] {
         using cs = basic_cpuset<H>;
+        using typed = subsystem_files<cs, C>;
+        using mask_get = std::error_code (cs::*)(container&, cpumask&) noexcept;
+        using flag_get = std::error_code (cs::*)(container&, bool&) noexcept;
+        using flag_set = std::error_code (cs::*)(container&, bool) noexcept;
         std::vector<cftype<C>> v;
-        auto list_file = [](std::string_view n, cpumask state::*field, bool writable_cpus, bool writable) {
-            cftype<C> f;
-            f.name = n;
-            f.read = [field](C& c, std::string& out) {
-                auto lock = c.owner().manage_lock();
-                out += (cs::state_of(c).*field).to_list();
-                out += '\n';
-                return std::error_code{};
-            };
-            if (writable) f.write = [writable_cpus](C& c, std::string_view value) { return cs::write_mask(c, value, writable_cpus); };
+        auto tell_domains = [](C& c) { notify_domains(c); };
+        auto list_file = [&](std::string_view n, mask_get get, bool cpus, bool writable) {
+            typename typed::writer write;
+            if (writable) write = [cpus](cs& s, state&, C& c, std::string_view value) { return s.write_mask_locked(c, value, cpus); };
+            cftype<C> f = typed::file(
+                n,
+                [get](cs& s, state&, C& c, std::string& out) {
+                    cpumask m;
+                    if (std::error_code ec = (s.*get)(c, m)) return ec;
+                    out += m.to_list();
+                    out += '\n';
+                    return std::error_code{};
+                },
+                write);
+            if (writable && cpus) f.after_write = tell_domains;
             return f;
         };
-        v.push_back(list_file("cpuset.cpus", &state::cpus, true, true));
-        v.push_back(list_file("cpuset.mems", &state::mems, false, true));
-        v.push_back(list_file("cpuset.effective_cpus", &state::effective_cpus, true, false));
-        v.push_back(list_file("cpuset.effective_mems", &state::effective_mems, false, false));
+        // The kernel's max_write_len (cpuset-v1.c): 100 + 6 * NR_CPUS bytes for cpus, read from
+        // kernel_max (NR_CPUS - 1), and 100 + 6 * MAX_NUMNODES for mems, the node-mask width
+        // used here (mask_bits: 1024, x86-64's MAX_NUMNODES).
+        v.push_back(list_file("cpuset.cpus", &cs::get_cpus_locked, true, true));
+        v.back().max_write_len = 100 + 6 * topology::kernel_nr_cpus();
+        v.push_back(list_file("cpuset.mems", &cs::get_mems_locked, false, true));
+        v.back().max_write_len = 100 + 6 * mask_bits(topology{}, false);
+        v.push_back(list_file("cpuset.effective_cpus", &cs::get_effective_cpus_locked, true, false));
+        v.push_back(list_file("cpuset.effective_mems", &cs::get_effective_mems_locked, false, false));
 
-        // Flags that validation looks at go through change(); the others are set directly.
-        auto exclusive_flag = [](std::string_view n, bool state::*field, bool config::*trial_field) {
-            return flag_file<C>(
+        // cpuset_write_u64 hands the u64 to cpuset_update_flag(..., int turning_on): only its low
+        // 32 bits count, so 4294967296 clears a flag (notify_on_release and
+        // memory_pressure_enabled take the whole u64). The typed setter gets the resulting bool.
+        auto flag = [](std::string_view n, flag_get get, flag_set set) {
+            return typed::template number<std::uint64_t>(
                 n,
-                [field](C& c) {
-                    auto lock = c.owner().manage_lock();
-                    return cs::state_of(c).*field;
-                },
-                [trial_field](C& c, bool on) {
-                    return cs::change(c, [&](config& t) {
-                        t.*trial_field = on;
-                        return std::error_code{};
-                    });
-                });
-        };
-        auto plain_flag = [](std::string_view n, bool state::*field) {
-            return flag_file<C>(
-                n,
-                [field](C& c) {
-                    auto lock = c.owner().manage_lock();
-                    return cs::state_of(c).*field;
-                },
-                [field](C& c, bool on) {
-                    auto lock = c.owner().manage_lock();
-                    if (c.removed()) return detail::errno_code(ENODEV);
-                    cs::state_of(c).*field = on;
+                [get](cs& s, state&, C& c, std::uint64_t& out) {
+                    bool on = false;
+                    if (std::error_code ec = (s.*get)(c, on)) return ec;
+                    out = on ? 1 : 0;
                     return std::error_code{};
-                });
+                },
+                [set](cs& s, state&, C& c, std::uint64_t written) { return (s.*set)(c, static_cast<std::uint32_t>(written) != 0); });
         };
-        v.push_back(exclusive_flag("cpuset.cpu_exclusive", &state::cpu_exclusive, &config::cpu_exclusive));
-        v.push_back(exclusive_flag("cpuset.mem_exclusive", &state::mem_exclusive, &config::mem_exclusive));
-        v.push_back(plain_flag("cpuset.mem_hardwall", &state::mem_hardwall));
-        v.push_back(plain_flag("cpuset.memory_migrate", &state::memory_migrate));
-        v.push_back(plain_flag("cpuset.memory_spread_page", &state::spread_page));
-        v.push_back(plain_flag("cpuset.memory_spread_slab", &state::spread_slab));
-        cftype<C> balance = plain_flag("cpuset.sched_load_balance", &state::sched_load_balance);
-        balance.write = [plain = balance.write](C& c, std::string_view value) {
-            std::error_code ec = plain(c, value);
-            if (!ec) cs::notify_domains(c);
-            return ec;
-        };
+        v.push_back(flag("cpuset.cpu_exclusive", &cs::get_cpu_exclusive_locked, &cs::set_cpu_exclusive_locked));
+        v.push_back(flag("cpuset.mem_exclusive", &cs::get_mem_exclusive_locked, &cs::set_mem_exclusive_locked));
+        v.push_back(flag("cpuset.mem_hardwall", &cs::get_mem_hardwall_locked, &cs::set_mem_hardwall_locked));
+        v.push_back(flag("cpuset.memory_migrate", &cs::get_memory_migrate_locked, &cs::set_memory_migrate_locked));
+        v.push_back(flag("cpuset.memory_spread_page", &cs::get_memory_spread_page_locked, &cs::set_memory_spread_page_locked));
+        v.push_back(flag("cpuset.memory_spread_slab", &cs::get_memory_spread_slab_locked, &cs::set_memory_spread_slab_locked));
+        cftype<C> balance = flag("cpuset.sched_load_balance", &cs::get_sched_load_balance_locked, &cs::set_sched_load_balance_locked);
+        balance.after_write = tell_domains;
         v.push_back(balance);
-        cftype<C> enabled = plain_flag("cpuset.memory_pressure_enabled", &state::memory_pressure_enabled);
+        cftype<C> enabled = typed::template number<std::uint64_t>(
+            "cpuset.memory_pressure_enabled",
+            [](cs& s, state&, C& c, std::uint64_t& out) {
+                bool on = false;
+                if (std::error_code ec = s.get_memory_pressure_enabled_locked(c.owner(), on)) return ec;
+                out = on ? 1 : 0;
+                return std::error_code{};
+            },
+            [](cs& s, state&, C& c, std::uint64_t written) { return s.set_memory_pressure_enabled_locked(c.owner(), written != 0); });
         enabled.scope = cftype<C>::where::top_only;
         v.push_back(enabled);
-        v.push_back(u64_file<C>("cpuset.memory_pressure", [](C& c) {
-            return static_cast<std::uint64_t>(cs::state_of(c).pressure.rate(cs::self(c).clock_()));
-        }));
-        v.push_back(s64_file<C>(
+        v.push_back(typed::template number<std::uint64_t>(
+            "cpuset.memory_pressure", [](cs& s, state&, C& c, std::uint64_t& out) { return s.get_memory_pressure_locked(c, out); }));
+        v.push_back(typed::template number<std::int64_t>(
             "cpuset.sched_relax_domain_level",
-            [](C& c) {
-                auto lock = c.owner().manage_lock();
-                return cs::state_of(c).relax_domain_level;
-            },
-            [](C& c, std::int64_t level) {
-                auto lock = c.owner().manage_lock();
-                if (c.removed()) return detail::errno_code(ENODEV);
-                if (level < -1 || level > cs::self(c).topology_.relax_domain_level_max) return detail::errno_code(EINVAL);
-                cs::state_of(c).relax_domain_level = level;
-                return std::error_code{};
-            }));
+            [](cs& s, state&, C& c, std::int64_t& out) { return s.get_sched_relax_domain_level_locked(c, out); },
+            [](cs& s, state&, C& c, std::int64_t level) { return s.set_sched_relax_domain_level_locked(c, level); }));
         return v;
     }();
     return all;

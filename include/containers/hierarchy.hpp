@@ -10,8 +10,10 @@
 //   attach, fork, exit, registration. Subsystem hooks run with it held and must not call back
 //   into these operations (debug builds assert).
 // - The callback lock nests inside the manage lock and is held at the moment of change: linking
-//   and unlinking containers, moving tasks (the attach, fork and exit hooks run under it). Code
-//   that only needs a stable snapshot of what attach changes takes the callback lock alone.
+//   and unlinking containers, moving tasks (the attach, fork and exit hooks run under it; the
+//   fallible hooks and their undo hooks, create, destroy, populate, can_attach, cancel_attach,
+//   post_attach, can_fork and cancel_fork, run under the manage lock alone). Code that only
+//   needs a stable snapshot of what attach changes takes the callback lock alone.
 // - The read path takes neither. current(), container_of() and task::container() load atomics
 //   and, for a thread that attached itself, a thread-local pointer: they never block and write no
 //   shared memory. Inside a read_section, a container so obtained stays valid even if the task
@@ -68,8 +70,8 @@ public:
     [[nodiscard]] std::size_t id() const noexcept { return id_; }
     [[nodiscard]] S& subsystem() const noexcept { return *subsystem_; }
     /// The subsystem's state in `c`. Lock-free; valid while `c` is.
-    [[nodiscard]] typename S::state& state(typename H::container const& c) const noexcept {
-        return *static_cast<typename S::state*>(c.states_[id_].load(std::memory_order_acquire));
+    [[nodiscard]] state_t<S>& state(typename H::container const& c) const noexcept {
+        return *static_cast<state_t<S>*>(c.states_[id_].load(std::memory_order_acquire));
     }
 
 private:
@@ -144,6 +146,36 @@ public:
     /// Locking: takes the manage lock, and the callback lock to unlink.
     [[nodiscard]] std::error_code rmdir(container& c) noexcept {
         write_guard g(*this);
+        return rmdir_locked(c);
+    }
+
+    /// Effects: as rmdir, after moving every task of `c` to its parent, in one step under the
+    ///   manage lock: a task attached to `c` concurrently is either moved or refused (ENODEV).
+    ///   The move is an attach (can_attach, attach, post_attach hooks; a task that ended
+    ///   meanwhile is skipped) and all or nothing: on a veto `c` and its tasks stay as they were.
+    ///   With notify_on_release, `c` is released as its last task leaves, as when they are moved
+    ///   one by one before an rmdir. For owned_container (owned_container.hpp).
+    /// Errors: as rmdir (EBUSY: the top container, or children remain), ENOMEM, or a can_attach
+    ///   veto of the parent's subsystems.
+    /// Locking: takes the manage lock, and the callback lock to move and to unlink.
+    [[nodiscard]] std::error_code rmdir_moving_tasks(container& c) noexcept {
+        write_guard g(*this);
+        if (c.removed()) return detail::errno_code(ENOENT);
+        if (c.is_top() || !c.children_.empty()) return detail::errno_code(EBUSY);
+        if (!c.tasks_.empty()) reap_locked(c);
+        if (std::size_t const n = c.tasks_.size()) {
+            std::unique_ptr<id_type[]> ids(new (std::nothrow) id_type[n]);
+            if (!ids) return detail::errno_code(ENOMEM);
+            std::size_t i = 0;
+            for (task const& t : c.tasks_) ids[i++] = t.id;
+            if (std::error_code ec = attach_ids_locked(std::span<id_type const>(ids.get(), n), *c.parent_, true)) return ec;
+        }
+        return rmdir_locked(c);
+    }
+
+private:
+    std::error_code rmdir_locked(container& c) noexcept {
+        assert(manage_.held_by_me());
         if (c.removed()) return detail::errno_code(ENOENT);
         if (c.is_top() || !c.children_.empty()) return detail::errno_code(EBUSY);
         if (!c.tasks_.empty()) reap_locked(c);
@@ -162,6 +194,8 @@ public:
         check_release(parent);
         return {};
     }
+
+public:
 
     /// The path of `c`: "/" for the top container, else "/a/b". Names and parents are immutable,
     /// so no lock is needed while `c` is valid. Iterative: any depth works.
@@ -283,9 +317,20 @@ public:
     /// Errors: EBUSY (a container other than the top one exists), ENOSPC (every slot is used),
     ///   EEXIST (S is already registered), ENOMEM, or what a hook returned.
     /// Locking: takes the manage lock.
-    template <Subsystem S, class... Args>
+    /// A type that is not a SubsystemFor<S, container> fails to compile with one sentence per
+    /// broken rule (subsystem_concepts.hpp), and nothing else.
+    template <class S, class... Args>
     [[nodiscard]] std::error_code register_subsystem(subsystem_handle<S, hierarchy>& out, Args&&... args) noexcept {
-        static_assert(detail::check_subsystem<S, container>());
+        if constexpr (detail::check_subsystem<S, container>()) {
+            return register_checked(out, std::forward<Args>(args)...);
+        } else {
+            return detail::errno_code(EINVAL);  // not reached: check_subsystem did not compile
+        }
+    }
+
+private:
+    template <class S, class... Args>
+    std::error_code register_checked(subsystem_handle<S, hierarchy>& out, Args&&... args) noexcept {
         write_guard g(*this);
         if (size() > 1) return detail::errno_code(EBUSY);
         if (find_slot(&detail::type_key_v<S>) != Slots) return detail::errno_code(EEXIST);
@@ -324,6 +369,8 @@ public:
         out = subsystem_handle<S, hierarchy>(id, s);
         return {};
     }
+
+public:
 
     /// The registered instance of S, or nullptr. Lock-free once registration is over.
     template <Subsystem S>
@@ -396,12 +443,16 @@ public:
     [[nodiscard]] std::error_code attach_self(container& dest) noexcept { return attach(Traits::self(), dest); }
 
     /// Effects: `child` starts in `parent`'s container (the top one if the hierarchy does not know
-    ///   `parent`, or knew an earlier task of that id); fork hooks run under the callback lock. A
+    ///   `parent`, or knew an earlier task of that id). Every can_fork runs first, in registration
+    ///   order, with that container; a veto (an error or a throw) runs cancel_fork for the
+    ///   subsystems that agreed, in reverse, and changes nothing: the child is not added and no
+    ///   fork hook runs. Then the child is added and fork hooks run under the callback lock. A
     ///   known record of `child` or `parent` whose task has gone (exited, or its id reused) leaves
-    ///   first, as exit would. A child that has already exited (a zombie) is accepted and not
-    ///   placed.
-    /// Errors: EEXIST (child already known and alive), ESRCH / EACCES (from the traits), ENOMEM.
-    /// Locking: takes the manage lock and the callback lock.
+    ///   first, as exit would (also on a veto). A child that has already exited (a zombie) is
+    ///   accepted and not placed, and no hook runs.
+    /// Errors: EEXIST (child already known and alive), ESRCH / EACCES (from the traits), ENOMEM,
+    ///   or a can_fork veto.
+    /// Locking: takes the manage lock (can_fork, cancel_fork), and the callback lock (fork).
     [[nodiscard]] std::error_code fork(id_type parent, id_type child) noexcept {
         write_guard g(*this);
         if (task* old = tasks_.find(child)) {
@@ -423,6 +474,18 @@ public:
             delete t;
             return detail::errno_code(ENOMEM);
         }
+        for (std::size_t i = 0; i < nsubsys_; ++i) {
+            subsys_ops const& o = ops_[i];
+            if (!o.can_fork) continue;
+            if (std::error_code ec = o.can_fork(o.subsystem, c.states_[i].load(std::memory_order_relaxed), c, parent, child)) {
+                for (std::size_t j = i; j-- > 0;) {
+                    if (ops_[j].cancel_fork) ops_[j].cancel_fork(ops_[j].subsystem, c.states_[j].load(std::memory_order_relaxed), c, parent, child);
+                }
+                delete t;
+                return ec;
+            }
+        }
+        // Commit point: nothing below can fail.
         std::lock_guard cb(callback_);
         c.tasks_.push_back(*t);
         tasks_.insert(t);
@@ -434,7 +497,10 @@ public:
     }
 
     /// Effects: the task leaves the hierarchy; exit hooks run under the callback lock; its
-    ///   container is released if that was its last task.
+    ///   container is released if that was its last task. When the task still runs and is the
+    ///   task recorded (identity checked: a reused id is not it), the hooks see
+    ///   task_leaves_alive() true and give back what they imposed on it (cpuset: the top
+    ///   cpuset's CPUs, or the CPUs the task requested, as the kernel's root would).
     /// Errors: ESRCH (unknown task), EBUSY (a thread that attached itself and still runs: it
     ///   leaves by itself when it exits, or by calling exit with its own id).
     /// Locking: takes the manage lock and the callback lock.
@@ -446,8 +512,10 @@ public:
             if (!(id == Traits::self())) return detail::errno_code(EBUSY);
             detail::unbind_this_thread(serial_);
             t->tls_container_ = nullptr;
+            remove_task(*t, true);  // the calling thread itself: it runs
+            return {};
         }
-        remove_task(*t);
+        remove_task(*t, task_alive(*t));
         return {};
     }
 
@@ -490,6 +558,16 @@ public:
     /// Locking: the manage lock held (hooks run with it; asserted).
     /// Complexity: no system call for a thread that attached itself; otherwise the traits'
     ///   check (see thread_task_traits::alive: one to four system calls).
+    /// Inside an exit hook: whether the task leaving still runs and is the task the hierarchy
+    ///   recorded (hierarchy::exit of a live task, or the hierarchy destroyed while it is
+    ///   attached), rather than one that has exited or whose id names another task now. A
+    ///   subsystem undoes what it did to the task only then.
+    /// Locking: the manage lock held (asserted). Complexity: one load.
+    [[nodiscard]] bool task_leaves_alive() const noexcept {
+        assert(manage_.held_by_me());
+        return leaving_alive_;
+    }
+
     [[nodiscard]] bool task_identity_ok(id_type id) const noexcept {
         assert(manage_.held_by_me());
         task const* t = tasks_.find(id);
@@ -573,6 +651,8 @@ private:
         void (*attach)(void*, void*, container&, task_set<container>) noexcept = nullptr;
         void (*post_attach)(void*, void*, container&, task_set<container>) noexcept = nullptr;
         std::error_code (*populate)(void*, void*, container&) noexcept = nullptr;
+        std::error_code (*can_fork)(void*, void*, container&, id_type, id_type) noexcept = nullptr;
+        void (*cancel_fork)(void*, void*, container&, id_type, id_type) noexcept = nullptr;
         void (*fork)(void*, void*, container&, id_type, id_type) noexcept = nullptr;
         void (*exit)(void*, void*, container&, id_type) noexcept = nullptr;
         std::error_code (*add_files)(hierarchy&, container&) noexcept = nullptr;  // files declared as data
@@ -595,40 +675,50 @@ private:
         };
         o.delete_state = [](void* p) noexcept { delete static_cast<St*>(p); };
         o.delete_subsystem = [](void* p) noexcept { delete static_cast<S*>(p); };
-        if constexpr (detail::names_create<S>) {
+        if constexpr (detail::names_create<S, container>) {
             o.create = [](void* ss, void* st, container& c) noexcept {
                 return detail::guarded_call([&] { return static_cast<S*>(ss)->create(*static_cast<St*>(st), c); });
             };
         }
-        if constexpr (detail::names_destroy<S>) {
+        if constexpr (detail::names_destroy<S, container>) {
             o.destroy = [](void* ss, void* st, container& c) noexcept { static_cast<S*>(ss)->destroy(*static_cast<St*>(st), c); };
         }
-        if constexpr (detail::names_can_attach<S>) {
+        if constexpr (detail::names_can_attach<S, container>) {
             o.can_attach = [](void* ss, void* st, container& c, task_set<container> t) noexcept {
                 return detail::guarded_call([&] { return static_cast<S*>(ss)->can_attach(*static_cast<St*>(st), c, t); });
             };
         }
-        if constexpr (detail::names_cancel_attach<S>) {
+        if constexpr (detail::names_cancel_attach<S, container>) {
             o.cancel_attach = [](void* ss, void* st, container& c, task_set<container> t) noexcept {
                 static_cast<S*>(ss)->cancel_attach(*static_cast<St*>(st), c, t);
             };
         }
-        if constexpr (detail::names_attach<S>) {
+        if constexpr (detail::names_attach<S, container>) {
             o.attach = [](void* ss, void* st, container& c, task_set<container> t) noexcept {
                 static_cast<S*>(ss)->attach(*static_cast<St*>(st), c, t);
             };
         }
-        if constexpr (detail::names_post_attach<S>) {
+        if constexpr (detail::names_post_attach<S, container>) {
             o.post_attach = [](void* ss, void* st, container& c, task_set<container> t) noexcept {
                 static_cast<S*>(ss)->post_attach(*static_cast<St*>(st), c, t);
             };
         }
-        if constexpr (detail::names_populate<S>) {
+        if constexpr (detail::names_populate<S, container>) {
             o.populate = [](void* ss, void* st, container& c) noexcept {
                 return detail::guarded_call([&] { return static_cast<S*>(ss)->populate(*static_cast<St*>(st), c); });
             };
         }
-        if constexpr (detail::names_fork<S>) {
+        if constexpr (detail::names_can_fork<S, container>) {
+            o.can_fork = [](void* ss, void* st, container& c, id_type p, id_type ch) noexcept {
+                return detail::guarded_call([&] { return static_cast<S*>(ss)->can_fork(*static_cast<St*>(st), c, p, ch); });
+            };
+        }
+        if constexpr (detail::names_cancel_fork<S, container>) {
+            o.cancel_fork = [](void* ss, void* st, container& c, id_type p, id_type ch) noexcept {
+                static_cast<S*>(ss)->cancel_fork(*static_cast<St*>(st), c, p, ch);
+            };
+        }
+        if constexpr (detail::names_fork<S, container>) {
             o.fork = [](void* ss, void* st, container& c, id_type p, id_type ch) noexcept {
                 static_cast<S*>(ss)->fork(*static_cast<St*>(st), c, p, ch);
             };
@@ -643,7 +733,7 @@ private:
                 return std::error_code{};
             };
         }
-        if constexpr (detail::names_exit<S>) {
+        if constexpr (detail::names_exit<S, container>) {
             o.exit = [](void* ss, void* st, container& c, id_type t) noexcept { static_cast<S*>(ss)->exit(*static_cast<St*>(st), c, t); };
         }
         return o;
@@ -895,7 +985,8 @@ private:
     // Every way a task leaves (exit, reap, thread exit, a record found stale) comes here, so that
     // the exit hooks drop what subsystems keep per task (the cpuset's requested affinity) before
     // the id can be met again.
-    void remove_task(task& t) noexcept {
+    // `leaves_alive`: the task still runs (identity checked by the caller); see task_leaves_alive.
+    void remove_task(task& t, bool leaves_alive = false) noexcept {
         assert(manage_.held_by_me());
         container& c = *t.container_.load(std::memory_order_relaxed);
         {
@@ -903,14 +994,21 @@ private:
             c.tasks_.erase(c.tasks_.iterator_to(t));
             tasks_.erase(&t);
             ntasks_.fetch_sub(1, std::memory_order_relaxed);
-            for (std::size_t i = 0; i < nsubsys_; ++i) {
-                if (ops_[i].exit) ops_[i].exit(ops_[i].subsystem, c.states_[i].load(std::memory_order_relaxed), c, t.id);
-            }
+            run_exit_hooks(c, t.id, leaves_alive);
         }
         detail::retired_node& n = t;
         n.reclaim = [](detail::retired_node* node) noexcept { free_task(static_cast<task*>(node)); };
         push_retired(n);
         check_release(c);
+    }
+
+    // Manage and callback locks held.
+    void run_exit_hooks(container& c, id_type id, bool leaves_alive) noexcept {
+        leaving_alive_ = leaves_alive;
+        for (std::size_t i = 0; i < nsubsys_; ++i) {
+            if (ops_[i].exit) ops_[i].exit(ops_[i].subsystem, c.states_[i].load(std::memory_order_relaxed), c, id);
+        }
+        leaving_alive_ = false;
     }
 
     std::size_t reap_locked(container& c) noexcept {
@@ -1004,10 +1102,18 @@ private:
         detail::binding_registry::instance().leave(serial_, this);
         {
             std::lock_guard g(manage_);
-            // Tasks first, then containers bottom-up, without recursion.
+            // Tasks first, then containers bottom-up, without recursion. A task that still runs
+            // leaves as through exit(): its exit hooks give back what they imposed on it (the
+            // cpuset's affinity), so that no thread stays pinned by a hierarchy that is gone.
+            bool const exit_hooks = std::any_of(ops_.begin(), ops_.begin() + static_cast<std::ptrdiff_t>(nsubsys_),
+                                                [](subsys_ops const& o) { return o.exit != nullptr; });
             tasks_.for_each([&](task* t) {
                 container& c = *t->container_.load(std::memory_order_relaxed);
                 c.tasks_.erase(c.tasks_.iterator_to(*t));
+                if (exit_hooks && task_alive(*t)) {
+                    std::lock_guard cb(callback_);
+                    run_exit_hooks(c, t->id, true);
+                }
                 delete t;
             });
             container* c = top_;
@@ -1050,6 +1156,7 @@ private:
     detail::task_table<id_type, task> tasks_;                      // read lock-free; changed under the manage lock
     detail::retired_node* retired_ = nullptr;                      // manage lock
     std::size_t nretired_ = 0;                                     // manage lock
+    bool leaving_alive_ = false;                                   // manage lock: see task_leaves_alive
     detail::release_queue releases_;                               // its own lock
 };
 

@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -21,6 +20,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "detail/errors.hpp"
+#include "detail/function.hpp"
 #include "detail/syscalls.hpp"
 
 namespace containers {
@@ -94,23 +95,31 @@ struct identity_of<T> {
 template <class T>
 using task_identity_t = typename detail::identity_of<T>::type;
 
-/// What names one Linux thread for as long as it lives, whatever later reuses its tid. For a
-/// thread of another process, a pidfd held open (a thread pidfd, PIDFD_THREAD, since Linux 6.9;
-/// before that a process pidfd for a thread-group leader). For every thread, the inode number of
-/// its pidfd where pidfds live in pidfs (Linux 6.9: unique per task, never reused), which needs
-/// no fd kept open; and its start time (field 22 of its /proc stat, clock ticks after boot),
-/// the last resort, which cannot tell apart two threads started within the same tick.
+/// What names one Linux thread for as long as it lives, whatever later reuses its tid: a pidfd
+/// held open (a thread pidfd, PIDFD_THREAD, since Linux 6.9; before that a process pidfd for a
+/// thread-group leader of another process), which polls readable once that thread has exited,
+/// so that checking it costs one poll(2). Threads of this process hold one while fewer than a
+/// quarter of the soft RLIMIT_NOFILE are so held (a runtime may place thousands: the library must
+/// not take the fds its host needs); beyond that they keep the inode number of their pidfd where
+/// pidfds live in pidfs (Linux 6.9: unique per task, never reused), which needs no fd kept open
+/// but a pidfd opened and compared at each check. For every thread its start time (field 22 of
+/// its /proc stat, clock ticks after boot), the last resort, which cannot tell apart two threads
+/// started within the same tick; and whether it carried PF_NO_SETAFFINITY when it was met.
 /// Move-only; owns the pidfd.
 class thread_identity {
 public:
     thread_identity() noexcept = default;
     thread_identity(thread_identity&& o) noexcept
-        : pidfd_(std::exchange(o.pidfd_, -1)), thread_fd_(o.thread_fd_), ino_(std::exchange(o.ino_, 0)), start_(std::exchange(o.start_, 0)) {}
+        : pidfd_(std::exchange(o.pidfd_, -1)), thread_fd_(o.thread_fd_), leader_(o.leader_), counted_(std::exchange(o.counted_, false)),
+          flags_(std::exchange(o.flags_, flags_unknown)), ino_(std::exchange(o.ino_, 0)), start_(std::exchange(o.start_, 0)) {}
     thread_identity& operator=(thread_identity&& o) noexcept {
         if (this != &o) {
             reset();
             pidfd_ = std::exchange(o.pidfd_, -1);
             thread_fd_ = o.thread_fd_;
+            leader_ = o.leader_;
+            counted_ = std::exchange(o.counted_, false);
+            flags_ = std::exchange(o.flags_, flags_unknown);
             ino_ = std::exchange(o.ino_, 0);
             start_ = std::exchange(o.start_, 0);
         }
@@ -123,15 +132,32 @@ public:
     [[nodiscard]] bool empty() const noexcept { return pidfd_ < 0 && start_ == 0; }
     [[nodiscard]] int pidfd() const noexcept { return pidfd_; }
     [[nodiscard]] unsigned long long start_time() const noexcept { return start_; }
+    /// True when the thread was seen, when it was met, without PF_NO_SETAFFINITY (the flag of
+    /// per-CPU kernel threads and the like, set when such a thread is created), so that its
+    /// affinity may be changed without reading its /proc stat again; false when it carried the
+    /// flag or nothing was recorded.
+    [[nodiscard]] bool may_set_affinity() const noexcept { return flags_ == flags_clear; }
+
+    /// How many pidfds of threads of this process identities hold now (see the class comment).
+    [[nodiscard]] static std::size_t held_own_pidfds() noexcept { return held_own_.load(std::memory_order_relaxed); }
 
 private:
     friend struct thread_task_traits;
     void reset() noexcept {
         if (pidfd_ >= 0) ::close(pidfd_);
+        if (counted_) held_own_.fetch_sub(1, std::memory_order_relaxed);
         pidfd_ = -1;
+        counted_ = false;
     }
-    int pidfd_ = -1;                // -1: none (no pidfd support, no fd left, or a non-leader before 6.9)
+    static constexpr unsigned char flags_unknown = 0, flags_clear = 1, flags_no_setaffinity = 2;
+    static inline std::atomic<std::size_t> held_own_{0};  // pidfds of this process's threads held
+
+    int pidfd_ = -1;                // -1: none (no pidfd support, no fd left, over the budget, or a non-leader before 6.9)
     bool thread_fd_ = false;        // the pidfd is a thread pidfd (it polls readable when this thread exits)
+    bool leader_ = true;            // may lead its thread group (a leader that exits before its other
+                                    // threads is a zombie whose thread pidfd does not poll readable)
+    bool counted_ = false;          // the pidfd is one of held_own_
+    unsigned char flags_ = flags_unknown;  // PF_NO_SETAFFINITY when met
     unsigned long long ino_ = 0;    // its thread pidfd's pidfs inode; 0: not recorded
     unsigned long long start_ = 0;  // 0: not recorded
 };
@@ -148,10 +174,9 @@ struct thread_task_traits {
     /// A zombie is valid: the kernel accepts its id (and then moves nothing). ENOMEM where /proc
     /// cannot be read for want of memory or file descriptors.
     static std::error_code validate(id_type tid) noexcept {
-        char state = 0;
-        unsigned long long start = 0;
+        stat_fields f;
         if (tid <= 0) return detail::errno_code(ESRCH);
-        if (int e = read_stat(tid, state, start)) return detail::errno_code(e);
+        if (int e = read_stat(tid, f)) return detail::errno_code(e);
         if (int e = may_attach(tid)) return detail::errno_code(e);
         return {};
     }
@@ -159,26 +184,26 @@ struct thread_task_traits {
     /// longer lists. Where /proc cannot be read (no fd left), true: a task is never dropped on a
     /// guess.
     static bool alive(id_type tid) noexcept {
-        char state = 0;
-        unsigned long long start = 0;
+        stat_fields f;
         if (tid <= 0) return false;
-        int const e = read_stat(tid, state, start);
-        return e == 0 ? state != 'Z' && state != 'X' : e != ESRCH;
+        int const e = read_stat(tid, f);
+        return e == 0 ? f.state != 'Z' && f.state != 'X' : e != ESRCH;
     }
 
-    /// Effects: records what names thread `tid` now (see thread_identity): its start time, and
-    ///   for a thread of another process a pidfd too (threads of this process keep no fd open:
-    ///   a runtime may place thousands). Where no pidfd can be had (no fd left, an old kernel and
-    ///   a thread that does not lead its group) the start time alone tells threads apart.
+    /// Effects: records what names thread `tid` now (see thread_identity): its start time and
+    ///   PF_NO_SETAFFINITY flag, and a pidfd held open (for a thread of this process only within
+    ///   the budget; beyond it, the pidfd's inode). Where no pidfd can be had (no fd left, an old
+    ///   kernel and a thread that does not lead its group) the start time alone tells threads
+    ///   apart.
     /// Errors: ESRCH (no such thread, or not positive), ENOMEM (/proc unreadable for want of
     ///   memory or file descriptors).
     static std::error_code identify(id_type tid, identity_type& out) noexcept {
         if (tid <= 0) return detail::errno_code(ESRCH);
         identity_type k;
-        char state = 0;
+        stat_fields f;
         char path[64];
         std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(tid));
-        int e = read_stat_at(path, state, k.start_);
+        int e = read_stat_at(path, f);
         bool const ours = e == 0;
         if (e != 0 && e != ESRCH) return detail::errno_code(e);
         int fd = -1;
@@ -188,24 +213,35 @@ struct thread_task_traits {
         if (pe == ESRCH) return detail::errno_code(ESRCH);
         if (pe == 0) {
             if (thread_fd) k.ino_ = pidfs_inode(fd);
-            if (ours) {
-                ::close(fd);  // the inode is enough, and a runtime may place thousands of its threads
+            if (ours && !(thread_fd && claim_own_pidfd())) {
+                ::close(fd);  // over the budget: the inode is checked instead
             } else {
                 k.pidfd_ = fd;
                 k.thread_fd_ = thread_fd;
+                k.counted_ = ours;
             }
         }
-        if (!ours) e = read_stat(tid, state, k.start_);
+        if (ours) {
+            k.leader_ = tid == ::getpid();
+        } else if (thread_fd) {
+            // A process pidfd can be had for a group leader only (EINVAL for another thread).
+            long const r = ::syscall(SYS_pidfd_open, tid, 0u);
+            if (r >= 0) ::close(static_cast<int>(r));
+            k.leader_ = !(r < 0 && errno == EINVAL);
+        }
+        if (!ours) e = read_stat(tid, f);
         if (e != 0) return detail::errno_code(e);
-        if (k.start_ == 0) k.start_ = 1;  // recorded, even for a thread started at boot
+        k.start_ = f.start != 0 ? f.start : 1;  // recorded, even for a thread started at boot
+        k.flags_ = (f.flags & pf_no_setaffinity) != 0 ? identity_type::flags_no_setaffinity : identity_type::flags_clear;
         out = std::move(k);
         return {};
     }
     /// False once the thread that `k` names has exited (a zombie included), or `tid` names
-    /// another thread now; as alive(tid) when `k` is empty. For a thread of another process, a
-    /// poll(2) on its pidfd and a read of its /proc stat; for one of this process, a thread pidfd
-    /// opened, its inode compared, polled and closed; else a read of its /proc stat (true where
-    /// that cannot be read for want of fds: a task is never dropped on a guess).
+    /// another thread now; as alive(tid) when `k` is empty. With a thread pidfd held: one poll(2)
+    /// (and a read of its /proc stat where the thread may lead its group, whose zombie does not
+    /// poll readable). For a thread of this process over the budget: a thread pidfd opened, its
+    /// inode compared, polled and closed. Else a read of its /proc stat (true where that cannot
+    /// be read for want of fds: a task is never dropped on a guess).
     static bool alive(id_type tid, identity_type const& k) noexcept {
         if (k.empty()) return alive(tid);
         if (k.pidfd_ >= 0) {
@@ -214,14 +250,14 @@ struct thread_task_traits {
             do r = ::poll(&p, 1, 0);
             while (r < 0 && errno == EINTR);
             if (r > 0) return false;  // the task has exited (or has been reaped)
-            // A live thread pidfd names this very thread, but it does not poll readable for a
-            // group leader that is a zombie while its other threads exit (delay_group_leader),
-            // which the kernel no longer lists: its state says.
             if (k.thread_fd_) {
-                char state = 0;
-                unsigned long long start = 0;
-                int const e = read_stat(tid, state, start);
-                return e == 0 ? state != 'Z' && state != 'X' : e != ESRCH;
+                // A live thread pidfd names this very thread, but it does not poll readable for a
+                // group leader that is a zombie while its other threads exit (delay_group_leader),
+                // which the kernel no longer lists: its state says.
+                if (r == 0 && !k.leader_) return true;
+                stat_fields f;
+                int const e = read_stat(tid, f);
+                return e == 0 ? f.state != 'Z' && f.state != 'X' : e != ESRCH;
             }
         }
         if (k.ino_ != 0) {  // a thread pidfd opened now must be the same task's
@@ -238,18 +274,16 @@ struct thread_task_traits {
                 }
                 ::close(fd);
                 if (!same || r != 0) return false;
-                if (tid != ::getpid()) return true;
+                if (!k.leader_) return true;
                 // Our main thread, exited while others run, is a zombie that polls unreadable.
-                char state = 0;
-                unsigned long long start = 0;
-                return read_stat(tid, state, start) != 0 || (state != 'Z' && state != 'X');
+                stat_fields f;
+                return read_stat(tid, f) != 0 || (f.state != 'Z' && f.state != 'X');
             }
         }
-        char state = 0;
-        unsigned long long start = 0;
-        int const e = read_stat(tid, state, start);
+        stat_fields f;
+        int const e = read_stat(tid, f);
         if (e != 0) return e != ESRCH;
-        return (start == k.start_ || (start == 0 && k.start_ == 1)) && state != 'Z' && state != 'X';
+        return (f.start == k.start_ || (f.start == 0 && k.start_ == 1)) && f.state != 'Z' && f.state != 'X';
     }
 
     /// The calling thread's tid, cached per thread (a fork child's copy is reset).
@@ -286,15 +320,38 @@ private:
         return static_cast<unsigned long long>(st.st_ino);
     }
 
-    // State (field 3) and start time (field 22) of thread `tid`, from /proc/TID/task/TID/stat
-    // (which names the thread itself, whichever process it is in). 0, ESRCH where it is gone, or
-    // ENOMEM where the file cannot be read for another reason (no fd left).
-    static int read_stat(id_type tid, char& state, unsigned long long& start) noexcept {
+    static constexpr unsigned long pf_no_setaffinity = 0x04000000;  // PF_NO_SETAFFINITY
+
+    // A thread's state (field 3), flags (field 9) and start time (field 22).
+    struct stat_fields {
+        char state = 0;
+        unsigned long flags = 0;
+        unsigned long long start = 0;
+    };
+
+    // Claims one of the pidfds that threads of this process may hold (a quarter of the soft
+    // RLIMIT_NOFILE). False when they are all taken.
+    static bool claim_own_pidfd() noexcept {
+        rlimit rl;
+        std::size_t budget = 256;
+        if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) budget = rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX : static_cast<std::size_t>(rl.rlim_cur / 4);
+        std::atomic<std::size_t>& held = identity_type::held_own_;
+        std::size_t n = held.load(std::memory_order_relaxed);
+        do {
+            if (n >= budget) return false;
+        } while (!held.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+        return true;
+    }
+
+    // The stat fields of thread `tid`, from /proc/TID/task/TID/stat (which names the thread
+    // itself, whichever process it is in). 0, ESRCH where it is gone, or ENOMEM where the file
+    // cannot be read for another reason (no fd left).
+    static int read_stat(id_type tid, stat_fields& out) noexcept {
         char path[64];
         std::snprintf(path, sizeof path, "/proc/%d/task/%d/stat", static_cast<int>(tid), static_cast<int>(tid));
-        return read_stat_at(path, state, start);
+        return read_stat_at(path, out);
     }
-    static int read_stat_at(char const* path, char& state, unsigned long long& start) noexcept {
+    static int read_stat_at(char const* path, stat_fields& out) noexcept {
         int fd;
         do fd = ::open(path, O_RDONLY | O_CLOEXEC);
         while (fd < 0 && errno == EINTR);
@@ -308,13 +365,14 @@ private:
         buf[n] = 0;
         char const* p = std::strrchr(buf, ')');  // the name may hold ')' and spaces
         if (p == nullptr || p[1] != ' ') return ESRCH;
-        state = p[2];
+        out.state = p[2];
         p += 3;                                     // the space before field 4
         for (int field = 4; field < 22; ++field) {  // to the space before field 22
+            if (field == 9) out.flags = std::strtoul(p + 1, nullptr, 10);
             p = std::strchr(p + 1, ' ');
             if (p == nullptr) return ESRCH;
         }
-        start = std::strtoull(p + 1, nullptr, 10);
+        out.start = std::strtoull(p + 1, nullptr, 10);
         return 0;
     }
 

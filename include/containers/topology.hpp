@@ -54,6 +54,13 @@ struct topology {
         return t;
     }
 
+    /// The kernel's NR_CPUS, the compile-time bound that sizes cpuset.cpus's write limit:
+    /// sysfs's kernel_max + 1, read once; 8192 where it cannot be read.
+    static std::size_t kernel_nr_cpus() {
+        static std::size_t const n = read_list("/sys/devices/system/cpu/kernel_max", "8191").extent();
+        return n;
+    }
+
 private:
     // The first line of a small sysfs file, parsed as a list; `fallback` where it cannot be read
     // or parsed. open/read into a stack buffer: sysfs lists are at most a page.

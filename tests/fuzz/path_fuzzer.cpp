@@ -1,13 +1,16 @@
 // libFuzzer harness for the path interface: each input is a sequence of operations (mkdir,
-// rmdir, read, write, list, attach, fork, exit) on a small space of paths and values, run
-// against one hierarchy of logical tasks; after each, the invariants are checked: the tree is
-// consistent with the count, every task is in exactly one live container, and the index agrees.
+// rmdir, read, write, list, attach, fork, exit, a cpuacct charge) on a small space of paths and
+// values, run against one hierarchy of logical tasks with pids and cpuacct registered; after each,
+// the invariants are checked: the tree is consistent with the count, every task is in exactly one
+// live container, the index agrees, and pids.current is the number of tasks of each subtree.
 // Build: clang++-14 -fsanitize=fuzzer,address,undefined (CONTAINERS_BUILD_FUZZERS=ON).
 #include <containers/containers.hpp>
+#include <containers/pids.hpp>
 #include <containers/views.hpp>
 
 #include <cstdint>
 #include <cstdlib>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -18,6 +21,8 @@ struct running {
 };
 using H = containers::hierarchy<containers::logical_task_traits<std::int32_t, running>, 4>;
 using C = H::container;
+using pids = containers::basic_pids<H>;
+using F = containers::basic_freezer<H>;
 
 struct input {
     std::uint8_t const* data;
@@ -36,9 +41,12 @@ struct input {
 
 std::string component(input& in) {
     static char const* const names[] = {"a", "b", "c", "tasks", "cgroup.procs", "notify_on_release",
-                                        "cgroup.clone_children", "release_agent", ".", "..", "", "x\ny"};
+                                        "cgroup.clone_children", "release_agent", ".", "..", "", "x\ny",
+                                        "cpuacct.usage", "cpuacct.usage_user", "cpuacct.usage_sys", "cpuacct.stat",
+                                        "pids.max", "pids.current", "pids.peak", "pids.events",
+                                        "freezer.state", "freezer.self_freezing", "freezer.parent_freezing"};
     std::uint8_t const b = in.byte();
-    if (b < 240) return names[b % 12];
+    if (b < 240) return names[b % std::size(names)];
     return in.bytes(b % 8);  // raw bytes now and then
 }
 
@@ -51,9 +59,11 @@ std::string path(input& in) {
 }
 
 std::string value(input& in) {
-    static char const* const values[] = {"0", "1", "1\n", " 2 ", "0x10", "-1", "abc", "", "3", "7\n", "18446744073709551616"};
+    static char const* const values[] = {"0",   "1",       "1\n",     " 2 ",   "0x10",     "-1",       "abc",
+                                         "",    "3",       "7\n",     "max",   "4194305",  "18446744073709551616",
+                                         "FROZEN", "THAWED\n", "FREEZING"};
     std::uint8_t const b = in.byte();
-    if (b < 200) return values[b % 11];
+    if (b < 200) return values[b % std::size(values)];
     return in.bytes(b % 32);
 }
 
@@ -63,8 +73,20 @@ void check(H& h) {
     std::size_t tasks = 0;
     for (C& c : containers::views::subtree(h.top())) {
         ++containers;
+        // pids counts every task of the subtree below the top, whatever failed on the way.
+        std::int64_t below = 0;
+        for (C& d : containers::views::subtree(c)) below += static_cast<std::int64_t>(d.task_count());
+        if (pids::current(c) != (c.is_top() ? 0 : below)) std::abort();
+        if (pids::peak(c) < pids::current(c)) std::abort();
         if (c.removed()) std::abort();
+        // freezer: a group is freezing exactly when it or an ancestor was frozen.
+        F::state const& st = h.state_of<F>(c);
+        bool const parent = !c.is_top() && F::freezing(*c.parent());
+        if (st.parent_freezing != parent || F::freezing(c) != (st.self_freezing || st.parent_freezing)) std::abort();
         if (!c.is_top() && c.parent()->removed()) std::abort();
+        // cpuacct: logical tasks are charged user + system, so usage is their sum everywhere.
+        auto const& acct = h.state_of<containers::basic_cpuacct<H>>(c);
+        if (acct.usage != acct.user + acct.sys) std::abort();
         for (auto const& t : containers::views::tasks(c)) {
             ++tasks;
             if (&t.container() != &c || h.find_task(t.id) != &t) std::abort();
@@ -77,11 +99,17 @@ void check(H& h) {
 
 extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size) {
     H h;
+    containers::subsystem_handle<containers::basic_cpuacct<H>, H> cpuacct;
+    if (h.register_subsystem(cpuacct)) std::abort();
+    containers::subsystem_handle<pids, H> pids_handle;
+    if (h.register_subsystem(pids_handle)) std::abort();
+    containers::subsystem_handle<F, H> fz;
+    if (h.register_subsystem(fz)) std::abort();
     input in{data, size};
     std::string out;
     std::vector<std::string> names;
     while (in.size > 0) {
-        switch (in.byte() % 8) {
+        switch (in.byte() % 9) {
             case 0: (void)containers::fs::mkdir(h, path(in)); break;
             case 1: (void)containers::fs::rmdir(h, path(in)); break;
             case 2: (void)containers::fs::read(h, path(in), out); break;
@@ -98,6 +126,7 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
             }
             case 6: (void)h.fork(in.byte() % 8, in.byte() % 16); break;
             case 7: (void)h.exit(in.byte() % 16); break;
+            case 8: cpuacct.subsystem().charge(h, in.byte() % 16, in.byte(), in.byte()); break;
         }
         check(h);
     }

@@ -92,6 +92,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "owned_mutex.hpp"
+
 #if defined(__SANITIZE_THREAD__)
 #define CONTAINERS_DETAIL_TSAN 1
 #elif defined(__has_feature)
@@ -434,7 +436,11 @@ namespace containers {
 class read_section {
 public:
     read_section() noexcept { detail::rcu_read_lock(); }
-    ~read_section() { detail::rcu_read_unlock(); }
+    ~read_section() {
+        detail::rcu_read_unlock();
+        // Work a signal handler put off until the thread left its sections (the freezer's park).
+        if (detail::tls_after_last_unlock != nullptr) [[unlikely]] detail::owned_mutex::run_after_last_unlock();
+    }
     read_section(read_section const&) = delete;
     read_section& operator=(read_section const&) = delete;
 };

@@ -35,7 +35,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -58,6 +57,7 @@
 #include <unistd.h>
 
 #include "condition.hpp"
+#include "function.hpp"
 #include "rcu.hpp"
 #include "syscalls.hpp"
 

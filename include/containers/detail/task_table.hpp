@@ -8,9 +8,9 @@
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <new>
 
+#include "function.hpp"
 #include "rcu.hpp"
 
 namespace containers::detail {
