@@ -14,6 +14,8 @@
 #include <string>
 #include <sys/stat.h>
 #include <thread>
+#include <mutex>
+#include <set>
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/sysmacros.h>
@@ -29,7 +31,11 @@ struct session {
     options opt;
     std::string dir;
     timespec mounted_at{};
-    dev_t dev = 0;  // the mount's device: its minor number names the connection in fusectl
+    dev_t dev = 0;
+    // Snapshots of reading opens not yet released: freed at the end where an aborted connection
+    // never sends their release.
+    std::mutex open_mutex;
+    std::set<void*> open_files;  // the mount's device: its minor number names the connection in fusectl
     struct ::fuse* f = nullptr;
     std::thread loop;
 };
@@ -113,6 +119,13 @@ int on_open(char const* path, fuse_file_info* fi) {
             delete f;
             return fail(ec);
         }
+        try {
+            std::lock_guard g(s.open_mutex);
+            s.open_files.insert(f);
+        } catch (...) {
+            delete f;
+            return -ENOMEM;
+        }
         fi->fh = reinterpret_cast<std::uint64_t>(f);
     }
     return 0;
@@ -135,7 +148,13 @@ int on_write(char const* path, char const* buf, size_t size, off_t, fuse_file_in
 }
 
 int on_release(char const*, fuse_file_info* fi) {
-    delete reinterpret_cast<open_file*>(fi->fh);
+    auto* f = reinterpret_cast<open_file*>(fi->fh);
+    if (f != nullptr) {
+        session& s = self();
+        std::lock_guard g(s.open_mutex);
+        s.open_files.erase(f);
+    }
+    delete f;
     fi->fh = 0;
     return 0;
 }
@@ -253,6 +272,7 @@ void session_deleter::operator()(session* s) const noexcept {
         ::fuse_unmount(s->f);  // the connection has ended: closes the descriptor, nothing else
         ::fuse_destroy(s->f);
     }
+    for (void* f : s->open_files) delete static_cast<open_file*>(f);
     delete s;
 }
 
