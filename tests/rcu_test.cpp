@@ -298,6 +298,10 @@ TEST_CASE("signal handlers that open read sections at any point are protected", 
         thread_timer t0(tids[0], 20'000), t1(tids[1], 20'000);  // a signal every 20 us to each reader
         go = true;
         t.write_rounds(rounds);
+        // On a loaded machine the readers may not have run at all during those rounds: go on
+        // until signal handlers have read during grace periods (bounded; the checks below fail
+        // if they never do).
+        for (int extra = 0; t.handler_sections.load() < 100 && extra < 200'000; ++extra) t.write_rounds(1);
         over = true;
     }
     for (auto& th : threads) th.join();
