@@ -63,19 +63,6 @@ private:
     std::thread thread_;
 };
 
-char thread_state(pid_t tid) {
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(tid));
-    std::FILE* f = std::fopen(path, "re");
-    if (f == nullptr) return 0;
-    char buf[512];
-    std::size_t const n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[n] = 0;
-    char const* close = std::strrchr(buf, ')');
-    return close != nullptr && close[1] == ' ' ? close[2] : 0;
-}
-
 struct fixture {
     H h;
     subsystem_handle<freezer, H> fz;
@@ -99,7 +86,7 @@ TEST_CASE("a frozen busy thread stops running and sleeps until it is thawed", "[
     REQUIRE_FALSE(x.f().set_state(*x.cold, freezer_state::frozen));
     REQUIRE(eventually([&] { return x.frozen(*x.cold); }));
     CHECK(x.f().get_state(*x.cold) == freezer_state::frozen);
-    CHECK(thread_state(t.tid()) == 'S');
+    CHECK(test::thread_state(t.tid()) == 'S');
     long long const before = t.cpu_ns();
     std::uint64_t const spins = t.spins();
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -127,7 +114,7 @@ TEST_CASE("a thread moved into a frozen group is frozen, and thawed when moved o
     REQUIRE_FALSE(x.h.mkdir(*x.cold, "child", &child));
     REQUIRE_FALSE(x.h.attach(t.tid(), *child));
     REQUIRE(eventually([&] { return x.frozen(*x.cold) && x.frozen(*child); }));
-    CHECK(thread_state(t.tid()) == 'S');
+    CHECK(test::thread_state(t.tid()) == 'S');
     // Leaving the hierarchy thaws it.
     REQUIRE_FALSE(x.h.exit(t.tid()));
     std::uint64_t const later = t.spins();
@@ -151,7 +138,7 @@ TEST_CASE("a group stays FREEZING while a thread cannot be frozen, and becomes F
     pid_t const ids[] = {runs.tid(), tid.load()};
     REQUIRE_FALSE(x.h.attach(std::span<pid_t const>(ids), *x.cold));
     REQUIRE_FALSE(x.f().set_state(*x.cold, freezer_state::frozen));
-    REQUIRE(eventually([&] { return thread_state(runs.tid()) == 'S'; }));
+    REQUIRE(eventually([&] { return test::thread_state(runs.tid()) == 'S'; }));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     CHECK(x.f().get_state(*x.cold) == freezer_state::freezing);
     std::string out;
@@ -178,7 +165,7 @@ TEST_CASE("a thread that freezes its own group, or joins a frozen one, is frozen
     });
     REQUIRE(eventually([&] { return tid != 0 && x.frozen(*x.cold); }));
     CHECK(step == 0);
-    CHECK(thread_state(tid) == 'S');
+    CHECK(test::thread_state(tid) == 'S');
     REQUIRE_FALSE(x.f().set_state(*x.warm, freezer_state::frozen));
     REQUIRE_FALSE(x.f().set_state(*x.cold, freezer_state::thawed));
     REQUIRE(eventually([&] { return step >= 1 && x.frozen(*x.warm) && &x.h.container_of(tid) == x.warm; }));

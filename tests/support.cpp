@@ -154,9 +154,9 @@ void worker::run() {
     }
 }
 
-char task_state(pid_t pid) {
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+namespace {
+// Field 3 of a /proc stat file: after the last ')', since the name may hold anything.
+char state_in(char const* path) {
     std::FILE* f = std::fopen(path, "re");
     if (f == nullptr) return 0;
     char buf[512];
@@ -165,6 +165,19 @@ char task_state(pid_t pid) {
     buf[n] = 0;
     char const* close = std::strrchr(buf, ')');
     return close != nullptr && close[1] == ' ' ? close[2] : 0;
+}
+}  // namespace
+
+char task_state(pid_t pid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+    return state_in(path);
+}
+
+char thread_state(pid_t tid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(tid));
+    return state_in(path);
 }
 
 pid_t spawn_sleeper() {

@@ -229,6 +229,8 @@ outcome library_op(Hier& h, std::string const& op, std::string const& path, std:
 
 /// The state letter of a task (field 3 of /proc/PID/stat: R, S, Z...); 0 where it is gone.
 char task_state(pid_t pid);
+/// The same for a thread of this process (/proc/self/task/TID/stat).
+char thread_state(pid_t tid);
 
 /// Creates a pid that runs until killed (a child process), and reaps it.
 pid_t spawn_sleeper();
