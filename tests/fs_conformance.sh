@@ -6,15 +6,8 @@
 # transcripts must be identical.
 #   fs_conformance.sh DIR     (DIR: an existing cpuset directory with CPUs and memory nodes)
 set -u
+source "$(dirname "$0")/conformance/lib.sh"
 cd "$1" || exit 2
-step() {
-    local name=$1
-    shift
-    local out rc
-    out=$(bash -c "$*" 2>&1)
-    rc=$?
-    printf '%s: %d %s\n' "$name" "$rc" "$(printf '%s' "$out" | tr '\n' '|')"
-}
 sleep 300 &
 pid=$!
 trap 'kill $pid 2>/dev/null' EXIT
