@@ -157,8 +157,12 @@ void print_table(char const* title, std::vector<group*> const& groups, int p) {
             std::lock_guard lock(st.m);
             std::string ran;
             for (auto const& [cpu, n] : st.cpus_seen[p]) ran += "cpu" + std::to_string(cpu) + ":" + std::to_string(n) + " ";
-            std::printf("  %-8s  %-7s  %-9d  %-28s  %s\n", first ? g->name().c_str() : "", first ? g->read("cpuset.cpus").c_str() : "",
-                        st.tid, ran.empty() ? "-" : ran.c_str(), first ? usage : "");
+            char line[256];
+            std::snprintf(line, sizeof line, "  %-8s  %-7s  %-9d  %-28s  %s", first ? g->name().c_str() : "",
+                          first ? g->read("cpuset.cpus").c_str() : "", st.tid, ran.empty() ? "-" : ran.c_str(), first ? usage : "");
+            std::string text = line;
+            text.erase(text.find_last_not_of(' ') + 1);
+            std::puts(text.c_str());
             first = false;
         }
     }
