@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <ctime>
+#include <sched.h>
+#include <system_error>
 #include <unistd.h>
 
 namespace test {
@@ -94,6 +96,24 @@ outcome kernel_op(std::string const& root, std::string const& op, std::string co
         ::close(fd);
     }
     return o;
+}
+
+containers::cpumask list(std::string_view s, std::size_t nbits) {
+    containers::cpumask m;
+    if (s.empty()) return m;
+    if (auto ec = containers::cpumask::parse_list(s, nbits, m))
+        throw std::system_error(ec, "test::list(\"" + std::string(s) + "\")");
+    return m;
+}
+
+std::vector<int> cpus_of(pid_t tid) {
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    std::vector<int> out;
+    if (::sched_getaffinity(tid, sizeof s, &s) != 0) return out;
+    for (int i = 0; i < CPU_SETSIZE; ++i)
+        if (CPU_ISSET(i, &s)) out.push_back(i);
+    return out;
 }
 
 std::uint64_t thread_cpu_ns() {
