@@ -10,7 +10,7 @@
 using namespace containers;
 
 namespace {
-std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
+using test::errc_of;
 
 struct running_fiber {
     static std::uint32_t get() noexcept { return 1; }
