@@ -179,14 +179,19 @@ int on_unlink(char const*) { return -EPERM; }
 int on_symlink(char const*, char const*) { return -EPERM; }
 int on_link(char const*, char const*) { return -EPERM; }
 
-int on_rename(char const* from, char const* to, unsigned int) {
-    // cgroup1_rename: ENOTDIR for a file, EIO across parents. Renaming a directory in place is
-    // what the kernel allows and the library does not offer: EPERM.
+int on_rename(char const* from, char const* to, unsigned int flags) {
+    // kernfs_iop_rename takes no flags; then cgroup1_rename: EINVAL for a new name with a
+    // newline, ENOTDIR for a file, EIO across parents; then kernfs_rename: EEXIST where the name
+    // is taken. Renaming a group in place, which the kernel allows, the library does not offer
+    // (a container's name is immutable: lock-free readers compare and print it): EPERM.
+    if (flags != 0) return -EINVAL;
+    std::string_view const a(from), b(to);
+    if (b.substr(b.rfind('/') + 1).find('\n') != std::string_view::npos) return -EINVAL;
     node n;
     if (std::error_code ec = self().ops->stat(from, n)) return fail(ec);
     if (!n.directory) return -ENOTDIR;
-    std::string_view const a(from), b(to);
     if (a.substr(0, a.rfind('/')) != b.substr(0, b.rfind('/'))) return -EIO;
+    if (!self().ops->stat(to, n)) return -EEXIST;
     return -EPERM;
 }
 
