@@ -1,11 +1,13 @@
 // containers::fuse: a hierarchy mounted as a filesystem, driven by real shells and syscalls.
-// Skips where /dev/fuse is absent or mounting is not permitted.
+// Skips where /dev/fuse is absent or mounting is not permitted. The kernel's transcripts against
+// the mount's, script by script, are tests/conformance (run.sh).
 #include "support.hpp"
 
 #include <containers/fuse.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -60,8 +62,6 @@ std::string run(std::string const& cmd) {
     return out;
 }
 
-std::string const script = std::string(CONTAINERS_TESTS_DIR) + "/fs_conformance.sh";
-
 int open_errno(std::string const& path, int flags) {
     int fd = ::open(path.c_str(), flags);
     if (fd < 0) return errno;
@@ -92,20 +92,6 @@ int as_nobody(F f) {
 }
 
 }  // namespace
-
-TEST_CASE("the conformance script gives the kernel's transcript through the mount", "[fuse][kernel]") {
-    auto scratch = test::kernel_scratch::make();
-    if (!scratch) CONTAINERS_SKIP("the cgroup v1 cpuset hierarchy is not mounted writable at /sys/fs/cgroup/cpuset");
-    H h;
-    subsystem_handle<cpuset, H> cs;
-    REQUIRE_FALSE(h.register_subsystem(cs));
-    mount_point mp(h);
-    MOUNT_OR_SKIP(mp);
-    std::string const kernel = run("bash " + script + " " + scratch->path());
-    std::string const mounted = run("bash " + script + " " + mp.dir);
-    REQUIRE(kernel.find("attach: 0") != std::string::npos);  // the script ran
-    CHECK(mounted == kernel);
-}
 
 TEST_CASE("the mount shows the kernel's modes and sizes, and refuses what cgroupfs refuses", "[fuse]") {
     H h;
@@ -139,6 +125,27 @@ TEST_CASE("the mount shows the kernel's modes and sizes, and refuses what cgroup
     CHECK(::link((d + "/a/tasks").c_str(), (d + "/a/h").c_str()) == -1);
     CHECK(errno == EPERM);
     CHECK(::truncate((d + "/a/tasks").c_str(), 0) == 0);
+}
+
+TEST_CASE("a group is not renamed: EPERM where the kernel would rename it, the kernel's errnos elsewhere", "[fuse][rename]") {
+    H h;
+    for (char const* p : {"/a", "/a/b", "/a/c", "/d"}) REQUIRE_FALSE(fs::mkdir(h, p));
+    mount_point mp(h);
+    MOUNT_OR_SKIP(mp);
+    std::string const d = mp.dir;
+    auto rename_errno = [&](std::string const& from, std::string const& to) {
+        return ::rename((d + from).c_str(), (d + to).c_str()) == 0 ? 0 : errno;
+    };
+    CHECK(rename_errno("/a/b", "/a/x") == EPERM);      // the kernel renames; names are immutable here
+    CHECK(rename_errno("/a/b", "/d/b") == EIO);        // another parent (cgroup1_rename)
+    CHECK(rename_errno("/a/b", "/a/c") == EEXIST);     // a name taken (kernfs_rename)
+    CHECK(rename_errno("/a/b", "/a/x\ny") == EINVAL);  // a newline
+    CHECK(rename_errno("/a/tasks", "/a/t") == ENOTDIR);
+    CHECK(::renameat2(AT_FDCWD, (d + "/a/b").c_str(), AT_FDCWD, (d + "/a/x").c_str(), RENAME_NOREPLACE) == -1);
+    CHECK(errno == EINVAL);  // kernfs takes no flags
+    std::vector<std::string> names;
+    REQUIRE_FALSE(fs::list(h, "/a", names));
+    CHECK(std::count(names.begin(), names.end(), "b") == 1);
 }
 
 TEST_CASE("one write(2) is one control-file write, its errno reaches the writer, and a read is a snapshot taken at open", "[fuse]") {
