@@ -32,6 +32,8 @@ root=""      # its hierarchy
 mnt=""       # the library's mount point, while it exists
 server=""    # cgsh --mount, while it runs
 sleeper=""   # the kernel's side's task
+child=""     # the script, while it runs
+group=""     # the group's name, on both sides
 work=$(mktemp -d "${TMPDIR:-/tmp}/containers-conform.XXXXXX") || exit 2
 
 # Moves every task of DIR's groups to the top of ROOT and removes them, deepest first.
@@ -48,13 +50,15 @@ remove_groups() {
 }
 
 cleanup() {
-  trap '' INT TERM HUP
+  if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; child=""; fi
   if [ -n "$scratch" ] && [ -d "$scratch" ]; then
     remove_groups "$scratch" "$root"
     [ -d "$scratch" ] && echo "conform: could not remove $scratch" >&2
   fi
   scratch=""
   if [ -n "$server" ]; then
+    # The library's groups too (which thaws cgsh's main thread, so that it takes SIGTERM).
+    [ -n "$mnt" ] && [ -d "$mnt/$group" ] && remove_groups "$mnt/$group" "$mnt"
     kill -TERM "$server" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$server" 2>/dev/null   # a main thread left frozen never takes SIGTERM
@@ -68,7 +72,7 @@ cleanup() {
   fi
   if [ -n "$sleeper" ]; then kill "$sleeper" 2>/dev/null; wait "$sleeper" 2>/dev/null; sleeper=""; fi
 }
-trap 'cleanup; rm -rf "$work"' EXIT
+trap 'trap "" INT TERM HUP; cleanup; rm -rf "$work"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
@@ -85,8 +89,13 @@ make_group() {
 # run_script SCRIPT DIR OUT TASK: the transcript in OUT; fails if the script did not finish.
 run_script() {
   local rc
-  CONFORM_TASK=$4 timeout 300 bash "$1" "$2" > "$3" 2>&1
+  # In the background, so that a signal to the runner is handled at once (bash runs a trap only
+  # once the foreground command is done).
+  CONFORM_TASK=$4 timeout 300 bash "$1" "$2" > "$3" 2>&1 &
+  child=$!
+  wait "$child"
   rc=$?
+  child=""
   [ "$rc" -eq 0 ] || { fail "$(basename "$1") exited with status $rc in $2"; return 1; }
 }
 
