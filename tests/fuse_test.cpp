@@ -148,6 +148,42 @@ TEST_CASE("a group is not renamed: EPERM where the kernel would rename it, the k
     CHECK(std::count(names.begin(), names.end(), "b") == 1);
 }
 
+TEST_CASE("chmod and chown are kept per group, not per name: a group made again shows the defaults", "[fuse][permissions]") {
+    H h;
+    REQUIRE_FALSE(fs::mkdir(h, "/a"));
+    mount_point mp(h);
+    MOUNT_OR_SKIP(mp);
+    std::string const a = mp.dir + "/a";
+    auto mode_of = [](std::string const& path) {
+        struct stat st;
+        return ::stat(path.c_str(), &st) == 0 ? st.st_mode & 07777 : 01000000;
+    };
+    REQUIRE(::chmod(a.c_str(), 0700) == 0);
+    REQUIRE(::chmod((a + "/tasks").c_str(), 0600) == 0);
+    REQUIRE(::chown((a + "/tasks").c_str(), 65534, 65534) == 0);
+    CHECK(mode_of(a) == 0700);
+    CHECK(mode_of(a + "/tasks") == 0600);
+    struct stat st;
+    REQUIRE(::stat((a + "/tasks").c_str(), &st) == 0);
+    CHECK(st.st_uid == 65534);
+    CHECK(st.st_gid == 65534);
+    CHECK(mode_of(a + "/cgroup.procs") == 0644);  // per file
+    // Removed and made again by the program, not through the mount: a new group, the defaults.
+    C* c = nullptr;
+    REQUIRE_FALSE(h.lookup("/a", c));
+    REQUIRE_FALSE(h.rmdir(*c));
+    REQUIRE_FALSE(fs::mkdir(h, "/a"));
+    CHECK(mode_of(a) == 0755);
+    CHECK(mode_of(a + "/tasks") == 0644);
+    REQUIRE(::stat((a + "/tasks").c_str(), &st) == 0);
+    CHECK(st.st_uid == ::geteuid());
+    // And through the mount.
+    REQUIRE(::chmod(a.c_str(), 0711) == 0);
+    REQUIRE(::rmdir(a.c_str()) == 0);
+    REQUIRE(::mkdir(a.c_str(), 0755) == 0);
+    CHECK(mode_of(a) == 0755);
+}
+
 TEST_CASE("one write(2) is one control-file write, its errno reaches the writer, and a read is a snapshot taken at open", "[fuse]") {
     H h;
     REQUIRE_FALSE(fs::mkdir(h, "/a"));
