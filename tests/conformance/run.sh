@@ -108,6 +108,13 @@ for script in "$@"; do
   root=/sys/fs/cgroup/$hierarchy
   [ -w "$root/tasks" ] || skip "the kernel's cgroup v1 $hierarchy hierarchy is not mounted writable at $root"
   [ -w /dev/fuse ] || skip "/dev/fuse is absent or not writable: the library's side cannot be mounted"
+  # Groups that a runner killed outright (SIGKILL runs no trap) left behind: its pid is gone.
+  for old in "$root"/containers-conform-*-*/; do
+    [ -d "$old" ] || continue
+    pid=${old#"$root"/containers-conform-}
+    pid=${pid%%-*}
+    [[ "$pid" =~ ^[0-9]+$ ]] && [ ! -d "/proc/$pid" ] && remove_groups "${old%/}" "$root"
+  done
   group=containers-conform-$$-$RANDOM
 
   # The kernel's side.
