@@ -17,6 +17,9 @@ step "mkdir child" mkdir a/b
 step "mkdir in a file" mkdir a/tasks/x
 step "mkdir no parent" mkdir nope/x
 step "mkdir a core file's name" mkdir a/tasks
+for n in . .. "\$'a\\nb'" release_agent cgroup.sane_behavior "'a b'" "\$'\\x01\\x7f'" "\$(printf %0300d 0)" "\$(printf %04000d 0)" "\$(printf %05000d 0)"; do
+    step "mkdir name $n" "mkdir a/$n && rmdir a/$n"
+done
 step "ls" ls a
 step "ls a file" ls a/tasks
 step "modes" "stat -c '%A %s %n' a a/tasks a/cgroup.procs a/notify_on_release a/cgroup.clone_children"
