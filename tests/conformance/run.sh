@@ -33,6 +33,7 @@ mnt=""       # the library's mount point, while it exists
 server=""    # cgsh --mount, while it runs
 sleeper=""   # the kernel's side's task
 child=""     # the script, while it runs
+server_status=0
 group=""     # the group's name, on both sides
 work=$(mktemp -d "${TMPDIR:-/tmp}/containers-conform.XXXXXX") || exit 2
 
@@ -63,6 +64,7 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$server" 2>/dev/null   # a main thread left frozen never takes SIGTERM
     wait "$server" 2>/dev/null
+    server_status=$?                   # 0 when it unmounted and exited as asked (a sanitizer's report: not)
     server=""
   fi
   if [ -n "$mnt" ]; then
@@ -145,6 +147,7 @@ for script in "$@"; do
   make_group "$mnt" "$group" || { fail "cannot make the group in the mount"; cleanup; continue; }
   run_script "$script" "$mnt/$group" "$work/$name.library" "$server"
   cleanup
+  [ "$server_status" -eq 0 ] || fail "cgsh --mount exited with status $server_status: $(cat "$work/$name.cgsh")"
 
   if [ ! -s "$work/$name.kernel" ]; then
     fail "$name: the kernel's transcript is empty"
