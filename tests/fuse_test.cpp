@@ -241,7 +241,7 @@ TEST_CASE("other users are kept out unless allow_other, and then the file modes 
     CHECK(as_nobody([&] { return ::mkdir((d + "/a/x").c_str(), 0755) == 0 ? 0 : errno; }) == 0);
 }
 
-TEST_CASE("concurrent shells through the mount lose no write and see no stale entry while the program changes the tree", "[fuse][concurrency]") {
+TEST_CASE("concurrent shells through the mount lose no write or chmod and see no stale entry while the program changes the tree", "[fuse][concurrency]") {
     H h;
     mount_point mp(h);
     MOUNT_OR_SKIP(mp);
@@ -260,7 +260,11 @@ TEST_CASE("concurrent shells through the mount lose no write and see no stale en
             "echo " + tid + " > " + g + "/tasks || exit 2; grep -qx " + tid + " " + g + "/tasks || exit 3; "
             "echo $((i % 2)) > " + g + "/notify_on_release || exit 4; "
             "[ \"$(cat " + g + "/notify_on_release)\" = $((i % 2)) ] || exit 5; "
-            "echo " + tid + " > " + d + "/tasks || exit 6; ls " + d + " > /dev/null || exit 7; done; "
+            "echo " + tid + " > " + d + "/tasks || exit 6; ls " + d + " > /dev/null || exit 7; "
+            // chmod of a group of its own, read back; and of the program's group, which comes and goes.
+            "chmod 64$((i % 2)) " + g + "/notify_on_release || exit 8; "
+            "[ \"$(stat -c %a " + g + "/notify_on_release)\" = 64$((i % 2)) ] || exit 9; "
+            "chmod 700 " + d + "/p 2> /dev/null; done; "
             "echo " + tid + " > " + g + "/tasks";
         char const* argv[] = {"bash", "-c", body.c_str(), nullptr};
         pid_t pid = 0;
@@ -302,6 +306,12 @@ TEST_CASE("concurrent shells through the mount lose no write and see no stale en
     struct stat st;
     CHECK(::stat((d + "/p").c_str(), &st) == -1);
     CHECK(errno == ENOENT);
+    // A group made again by the program has the default mode, whatever chmod did to the last one.
+    C* p = nullptr;
+    REQUIRE_FALSE(h.mkdir(h.top(), "p", &p));
+    REQUIRE(::stat((d + "/p").c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0755);
+    REQUIRE_FALSE(h.rmdir(*p));
     for (int k = 0; k < shells; ++k) REQUIRE_FALSE(fs::write(h, "/tasks", std::to_string(workers[static_cast<std::size_t>(k)]->tid())));
 }
 
