@@ -36,7 +36,8 @@ using H = containers::hierarchy<>;
 using C = H::container;
 namespace fs = containers::fs;
 
-constexpr char const* freezer_root = "/sys/fs/cgroup/freezer";
+// The kernel's hierarchies measured, in the order of add<>() in main.
+constexpr char const* hierarchies[] = {"cpuset", "pids", "cpuacct", "freezer", "cpu"};
 
 // ---- what is measured, per subsystem ------------------------------------------------------------
 
@@ -230,10 +231,11 @@ struct kernel_thaw_guard {
     ~kernel_thaw_guard() { write_file(state_file, "THAWED"); }
 };
 
-// `warm`: another (empty) scratch group stays frozen meanwhile. The kernel enables its freezer
-// fast paths (a static key, patched into the kernel's text) when the first group of the system
-// starts freezing and disables them when the last one thaws; with a group held frozen, our
-// freeze and thaw do not pay that. Which case a program meets depends on the rest of the system.
+// `warm`: another (empty) scratch group stays frozen meanwhile. Each freezing group counts in the
+// kernel's static key freezer_active (legacy_freezer.c, freezer_apply_state), whose code is
+// patched into the kernel's text on every CPU when the count goes from 0 to 1 and back; with a
+// group held frozen, our freeze and thaw do not pay that. Which case a program meets depends on
+// the rest of the system (and other programs on this machine may hold a group frozen meanwhile).
 void freeze_thaw_kernel(benchmark::State& state, bool warm) {
     kernel_scratch const& ks = *freezer_ks;
     if (!ks.ok) return state.SkipWithError("/sys/fs/cgroup/freezer is not writable");
@@ -270,13 +272,13 @@ void wake_floor(benchmark::State& state) {
 
 // A child process, forked before any thread exists, that waits for this program to end. When it
 // ends (normally, or killed while the kernel's freezer holds some of its threads: then the main
-// thread is a zombie and the frozen threads keep the process alive), the child thaws every
-// directory under `dir`, waits for its tasks to leave and removes the directories. After a normal
-// end the directories are gone already and it does nothing.
+// thread is a zombie and the frozen threads keep the process alive, unkillable), the child thaws
+// every directory under our scratch directory of each hierarchy in `roots`, waits for the tasks to
+// leave and removes the directories. After a normal end they are gone already and it does nothing.
 struct watchdog {
     pid_t pid = -1;
     int fd = -1;
-    explicit watchdog(std::string const& dir) {
+    explicit watchdog(std::vector<std::string> const& roots) {
         int p[2];
         if (::pipe(p) != 0) return;
         pid_t const parent = ::getpid();
@@ -293,9 +295,12 @@ struct watchdog {
                     break;
                 }
             }
-            for (int attempt = 0; attempt < 50 && ::access(dir.c_str(), F_OK) == 0; ++attempt) {
-                kernel_scratch::remove_tree(freezer_root, dir);
-                if (::access(dir.c_str(), F_OK) == 0) ::usleep(100000);  // killed threads still leaving
+            for (std::string const& root : roots) {
+                std::string const dir = root + "/containers-bench-" + std::to_string(parent);
+                for (int attempt = 0; attempt < 50 && ::access(dir.c_str(), F_OK) == 0; ++attempt) {
+                    kernel_scratch::remove_tree(root, dir);
+                    if (::access(dir.c_str(), F_OK) == 0) ::usleep(100000);  // killed threads still leaving
+                }
             }
             ::_exit(0);
         }
@@ -376,17 +381,18 @@ void print_freezer_table(ratio_reporter const& r) {
 
 int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);
-    // Before any thread exists: the watchdog of the kernel freezer's scratch directory.
-    std::string const freezer_dir = std::string(freezer_root) + "/containers-bench-" + std::to_string(::getpid());
-    watchdog dog(freezer_dir);
+    // Before any thread exists: the watchdog of the scratch directories.
+    std::vector<std::string> roots;
+    for (char const* name : hierarchies) roots.push_back(std::string("/sys/fs/cgroup/") + name);
+    watchdog dog(roots);
 
     H no_subsystem;
     bare = &no_subsystem;
     if (!make_groups(no_subsystem, {})) return 1;
-    bool ok = add<containers::cpuset>("cpuset", {"cpuset.cpus", "cpuset.mems"}) && add<containers::pids>("pids") &&
-              add<containers::cpuacct>("cpuacct") && add<containers::freezer>("freezer");
+    bool ok = add<containers::cpuset>(hierarchies[0], {"cpuset.cpus", "cpuset.mems"}) && add<containers::pids>(hierarchies[1]) &&
+              add<containers::cpuacct>(hierarchies[2]) && add<containers::freezer>(hierarchies[3]);
 #ifdef BENCH_HAVE_CPU
-    ok = ok && add<containers::cpu>("cpu");
+    ok = ok && add<containers::cpu>(hierarchies[4]);
 #endif
     if (!ok) return 1;
     for (auto const& s : subjects) {
