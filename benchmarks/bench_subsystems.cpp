@@ -392,7 +392,7 @@ int main(int argc, char** argv) {
     bool ok = add<containers::cpuset>(hierarchies[0], {"cpuset.cpus", "cpuset.mems"}) && add<containers::pids>(hierarchies[1]) &&
               add<containers::cpuacct>(hierarchies[2]) && add<containers::freezer>(hierarchies[3]);
 #ifdef BENCH_HAVE_CPU
-    ok = ok && add<containers::cpu>(hierarchies[4]);
+    ok = ok && add<containers::basic_cpu<H>>(hierarchies[4]);
 #endif
     if (!ok) return 1;
     for (auto const& s : subjects) {
