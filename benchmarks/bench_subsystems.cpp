@@ -8,11 +8,12 @@
 //   kernel's mkdir(2) + rmdir(2);
 // and for the freezer, freezing a group of N threads of this process until it reads FROZEN and
 // thawing it until every thread has run again, against the kernel's freezer doing the same to
-// the same kind of threads. Prints the ratios at the end.
+// the same kind of threads. Prints the ratios at the end. The cpu subsystem is measured too where
+// <containers/cpu.hpp> exists.
 //
 // The kernel's freezer stops only worker threads moved into the scratch group, never the
 // benchmark's own thread, and every group is thawed before it is removed. A watchdog process
-// thaws and removes the scratch directory if this program dies with threads frozen (a frozen
+// thaws and removes the scratch directories if this program dies with threads frozen (a frozen
 // thread cannot die until thawed, so the process would otherwise hang, unkillable).
 #include "bench_support.hpp"
 
@@ -385,6 +386,9 @@ int main(int argc, char** argv) {
     std::vector<std::string> roots;
     for (char const* name : hierarchies) roots.push_back(std::string("/sys/fs/cgroup/") + name);
     watchdog dog(roots);
+    struct clear_subjects {
+        ~clear_subjects() { subjects.clear(); }  // the scratch directories go before the watchdog is told
+    } clear_at_exit;
 
     H no_subsystem;
     bare = &no_subsystem;
@@ -436,7 +440,6 @@ int main(int argc, char** argv) {
     print_freezer_table(reporter);
     double load[3] = {0, 0, 0};
     if (::getloadavg(load, 3) == 3) std::printf("\n(load average at the end: %.2f %.2f %.2f; %u CPUs)\n", load[0], load[1], load[2], std::thread::hardware_concurrency());
-    subjects.clear();  // the scratch directories go before the watchdog is told
     benchmark::Shutdown();
     return 0;
 }
