@@ -211,6 +211,10 @@ public:
         if (std::error_code ec = h_.register_subsystem(fz)) {
             std::fprintf(stderr, "cgsh: freezer: %s\n", ec.message().c_str());
         }
+        containers::subsystem_handle<containers::cpu_controller, hierarchy> cu;
+        if (std::error_code ec = h_.register_subsystem(cu)) {
+            std::fprintf(stderr, "cgsh: cpu: %s\n", ec.message().c_str());
+        }
     }
 
     hierarchy& tree() noexcept { return h_; }

@@ -43,7 +43,7 @@ int nice_of(pid_t tid) {
 // Runs `f` on a fresh thread and gives it the thread's tid first.
 struct thread_group_fixture {
     test::H h;
-    subsystem_handle<containers::cpu, test::H> handle;
+    subsystem_handle<containers::cpu_controller, test::H> handle;
     test::C* a = nullptr;
     test::C* b = nullptr;
     thread_group_fixture() {
@@ -135,7 +135,7 @@ bool set_cap_sys_nice(bool on) {
 TEST_CASE("a shares write whose nice cannot be applied fails and changes nothing", "[cpu][nice][rollback]") {
     if (::geteuid() != 0) CONTAINERS_SKIP("needs root (CAP_SYS_NICE to drop)");
     test::H h;
-    subsystem_handle<containers::cpu, test::H> handle;
+    subsystem_handle<containers::cpu_controller, test::H> handle;
     REQUIRE_FALSE(h.register_subsystem(handle));
     test::C *p = nullptr, *x = nullptr, *y = nullptr;
     REQUIRE_FALSE(h.mkdir(h.top(), "p", &p));
@@ -166,7 +166,7 @@ TEST_CASE("a shares write whose nice cannot be applied fails and changes nothing
     CHECK(nice_of(t0.tid()) == 6);  // put back
     CHECK(nice_of(t1.tid()) == 6);
     CHECK(nice_of(t2.tid()) == 3);
-    CHECK(containers::cpu::task_weight(*y) == 512.0);
+    CHECK(containers::cpu_controller::task_weight(*y) == 512.0);
     // With the privilege, the same write goes through.
     CHECK_FALSE(fs::write(h, "/p/cpu.shares", "4096"));
     CHECK(nice_of(t0.tid()) == 0);
@@ -177,7 +177,7 @@ TEST_CASE("a shares write whose nice cannot be applied fails and changes nothing
 
 TEST_CASE("a refused nice in the middle of a shares write puts back those already changed", "[cpu][nice][rollback][faults]") {
     test::H h;
-    subsystem_handle<containers::cpu, test::H> handle;
+    subsystem_handle<containers::cpu_controller, test::H> handle;
     REQUIRE_FALSE(h.register_subsystem(handle));
     test::C *p = nullptr, *x = nullptr, *y = nullptr;
     REQUIRE_FALSE(h.mkdir(h.top(), "p", &p));
@@ -201,7 +201,7 @@ TEST_CASE("a refused nice in the middle of a shares write puts back those alread
         CHECK(nice_of(t0.tid()) == 6);
         CHECK(nice_of(t1.tid()) == 6);
         CHECK(nice_of(t2.tid()) == 3);
-        CHECK(containers::cpu::effective_weight(*p) == 1024.0);
+        CHECK(containers::cpu_controller::effective_weight(*p) == 1024.0);
         std::string out;
         REQUIRE_FALSE(fs::read(h, "/p/cpu.shares", out));
         CHECK(out == "1024\n");
@@ -309,7 +309,7 @@ TEST_CASE("a thread that calls checkpoint keeps to its group's quota", "[cpu][qu
     CHECK(share < 0.30);
     std::string stat;
     REQUIRE_FALSE(fs::read(f.h, "/a/cpu.stat", stat));
-    containers::cpu::cpu_stat st;
+    containers::cpu_controller::cpu_stat st;
     {
         auto lock = f.h.manage_lock();
         REQUIRE_FALSE(f.handle.subsystem().get_stat_locked(*f.a, st));

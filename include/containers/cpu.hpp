@@ -653,16 +653,16 @@ std::vector<cftype<C>> const& basic_cpu<H>::files() {
         // cpu_shares_write_u64 and the cfs writers take kstrtoull / kstrtoll numbers, as number_file.
         v.push_back(typed::template number<std::uint64_t>(
             "cpu.shares", [](cs& s, state&, C& c, std::uint64_t& out) { return s.get_shares_locked(c, out); },
-            [](cs& s, state&, C& c, std::uint64_t v) { return s.set_shares_locked(c, v); }));
+            [](cs& s, state&, C& c, std::uint64_t value) { return s.set_shares_locked(c, value); }));
         v.push_back(typed::template number<std::uint64_t>(
             "cpu.cfs_period_us", [](cs& s, state&, C& c, std::uint64_t& out) { return s.get_period_us_locked(c, out); },
-            [](cs& s, state&, C& c, std::uint64_t v) { return s.set_period_us_locked(c, v); }));
+            [](cs& s, state&, C& c, std::uint64_t value) { return s.set_period_us_locked(c, value); }));
         v.push_back(typed::template number<std::int64_t>(
             "cpu.cfs_quota_us", [](cs& s, state&, C& c, std::int64_t& out) { return s.get_quota_us_locked(c, out); },
-            [](cs& s, state&, C& c, std::int64_t v) { return s.set_quota_us_locked(c, v); }));
+            [](cs& s, state&, C& c, std::int64_t value) { return s.set_quota_us_locked(c, value); }));
         v.push_back(typed::template number<std::uint64_t>(
             "cpu.cfs_burst_us", [](cs& s, state&, C& c, std::uint64_t& out) { return s.get_burst_us_locked(c, out); },
-            [](cs& s, state&, C& c, std::uint64_t v) { return s.set_burst_us_locked(c, v); }));
+            [](cs& s, state&, C& c, std::uint64_t value) { return s.set_burst_us_locked(c, value); }));
         v.push_back(typed::file("cpu.stat", [](cs& s, state&, C& c, std::string& out) {
             cpu_stat st;
             if (std::error_code ec = s.get_stat_locked(c, st)) return ec;
@@ -676,7 +676,8 @@ std::vector<cftype<C>> const& basic_cpu<H>::files() {
     return all;
 }
 
-/// The cpu subsystem for the default hierarchy of threads.
-using cpu = basic_cpu<hierarchy<>>;
+/// The cpu subsystem for the default hierarchy of threads (not named `cpu`, which code in this
+/// namespace uses for CPU numbers).
+using cpu_controller = basic_cpu<hierarchy<>>;
 
 }  // namespace containers
