@@ -119,6 +119,17 @@ TEST_CASE("threads get the nice of their weight and their own back when they lea
     CHECK(f.handle.subsystem().nice_failures() == 0);
 }
 
+TEST_CASE("a thread in a group gets its nice back when the hierarchy goes", "[cpu][nice]") {
+    test::parked_thread t([] { (void)::setpriority(PRIO_PROCESS, 0, 2); });
+    {
+        thread_group_fixture f;
+        REQUIRE_FALSE(fs::write(f.h, "/b/cpu.shares", "4096"));
+        REQUIRE_FALSE(f.h.attach(t.tid(), *f.b));
+        CHECK(nice_of(t.tid()) == -6);
+    }
+    CHECK(nice_of(t.tid()) == 2);
+}
+
 namespace {
 // Clears (or sets back) CAP_SYS_NICE in the calling thread's effective set: capabilities are per
 // thread, so only this thread loses the privilege.
@@ -152,18 +163,24 @@ TEST_CASE("a shares write whose nice cannot be applied fails and changes nothing
     REQUIRE(nice_of(t2.tid()) == 3);
     // p at 4096 would give t0 and t1 nice 0 and t2 nice -3: lowerings, which need CAP_SYS_NICE
     // (RLIMIT_NICE is 0 here). A writer without it is refused at the first.
-    std::error_code refused;
+    std::error_code refused, refused_mixed;
     test::worker w;
     w.run_there([&] {
         if (!set_cap_sys_nice(false)) return;
         refused = fs::write(h, "/p/cpu.shares", "4096");
+        // x at 4096 would raise t0 (6 -> 9) and t2 (3 -> 6) and lower t1 (6 -> 3). The lowering is
+        // tried first: raisings made before it could not be put back without the privilege.
+        refused_mixed = fs::write(h, "/p/x/cpu.shares", "4096");
         (void)set_cap_sys_nice(true);
     });
+    CHECK(refused_mixed == std::errc::permission_denied);
     CHECK(refused == std::errc::permission_denied);
     std::string out;
     REQUIRE_FALSE(fs::read(h, "/p/cpu.shares", out));
     CHECK(out == "1024\n");
-    CHECK(nice_of(t0.tid()) == 6);  // put back
+    REQUIRE_FALSE(fs::read(h, "/p/x/cpu.shares", out));
+    CHECK(out == "1024\n");
+    CHECK(nice_of(t0.tid()) == 6);  // as before both writes
     CHECK(nice_of(t1.tid()) == 6);
     CHECK(nice_of(t2.tid()) == 3);
     CHECK(containers::cpu_controller::task_weight(*y) == 512.0);

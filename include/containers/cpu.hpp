@@ -71,6 +71,9 @@
 // Locking: the files, the typed accessors, checkpoint and charge take the manage lock (the file
 // handlers run under it); the hooks run with it. Configuration, counters and per-thread records
 // are guarded by it; the weights are also published as atomics for lock-free readers.
+// Complexity: weights are recomputed over the whole tree, O(containers + tasks), after every
+// attach, fork, exit and shares write, plus a setpriority (and an identity check) per thread whose
+// nice changes; checkpoint and charge walk the task's ancestors.
 #pragma once
 
 #include <atomic>
@@ -616,8 +619,11 @@ private:
                 std::uint64_t const periods = (now - s.period_start) / period;
                 s.period_start += periods * period;
                 // Each period adds a quota; unused runtime carries up to the burst; debt carries.
-                for (std::uint64_t i = 0; i < periods && s.runtime < quota + burst; ++i) {
-                    s.runtime = std::min(s.runtime + quota, quota + burst);
+                std::int64_t const cap = quota + burst;
+                if (s.runtime < cap) {
+                    auto const need = static_cast<std::uint64_t>(cap - s.runtime);
+                    auto const q = static_cast<std::uint64_t>(quota);
+                    s.runtime = periods > need / q ? cap : s.runtime + static_cast<std::int64_t>(periods * q);
                 }
                 s.used = 0;
                 s.throttled = false;
