@@ -25,15 +25,7 @@ std::string const& cpu_text(bool b) {
 
 void attach_library(benchmark::State& state) {
     idle_thread t;
-    C* a = nullptr;
-    C* b = nullptr;
-    if (hier->lookup("/a", a) || hier->lookup("/b", b)) return state.SkipWithError("setup");
-    bool to_b = true;
-    for (auto _ : state) {
-        if (hier->attach(t.tid, to_b ? *b : *a)) state.SkipWithError("attach failed");
-        to_b = !to_b;
-    }
-    (void)hier->exit(t.tid);
+    move_between_library_groups(state, *hier, "/a", "/b", t.tid);
 }
 BENCHMARK(attach_library)->Name("attach_with_affinity/library");
 
@@ -129,8 +121,8 @@ void write_cpus_kernel(benchmark::State& state) {
 // ---- changing the CPUs of a cpuset that holds N tasks ---------------------------------------------
 
 void change_cpus_library(benchmark::State& state) {
-    std::vector<std::unique_ptr<idle_thread>> threads;
-    for (int i = 0; i < state.range(0); ++i) threads.push_back(std::make_unique<idle_thread>());
+    idle_threads g(state.range(0));
+    auto& threads = g.threads;
     std::string const path = "/n" + std::to_string(state.range(0));
     (void)fs::mkdir(*hier, path);
     if (fs::write(*hier, path + "/cpuset.cpus", online.to_list()) ||
@@ -152,8 +144,8 @@ void change_cpus_library(benchmark::State& state) {
 BENCHMARK(change_cpus_library)->Name("change_cpus_with_tasks/library")->Arg(1)->Arg(4)->Arg(16);
 
 void change_cpus_floor(benchmark::State& state) {
-    std::vector<std::unique_ptr<idle_thread>> threads;
-    for (int i = 0; i < state.range(0); ++i) threads.push_back(std::make_unique<idle_thread>());
+    idle_threads g(state.range(0));
+    auto& threads = g.threads;
     auto sa = containers::cpumask::range(cpu_a, cpu_a).to_cpu_set();
     auto sb = containers::cpumask::range(cpu_b, cpu_b).to_cpu_set();
     bool b = true;

@@ -2,7 +2,10 @@
 // in /sys/fs/cgroup/cpuset.
 //
 //   cgsh [--porcelain] [SCRIPT | -c 'COMMANDS']     (standard input when neither is given)
-//   cgsh --mount DIR     serve the hierarchy at DIR as a filesystem until interrupted (FUSE builds)
+//   cgsh --mount DIR [--subsystems LIST] [--allow-other]
+//                        serve the hierarchy at DIR as a filesystem until interrupted (FUSE
+//                        builds); with LIST (comma-separated, e.g. "pids"), only those subsystems,
+//                        as in one of the kernel's v1 hierarchies; --allow-other lets other users in
 //
 // Commands, one per line, '#' starts a comment:
 //   mkdir PATH | rmdir PATH | echo [-n] VALUE... > PATH | cat PATH | ls [PATH]
@@ -193,31 +196,25 @@ std::string cpu_list(cpu_set_t const& set) {
 
 class shell {
 public:
-    // Every subsystem the library ships is registered.
-    shell() {
-        containers::subsystem_handle<containers::cpuset, hierarchy> cs;
-        if (std::error_code ec = h_.register_subsystem(cs)) {
-            std::fprintf(stderr, "cgsh: cpuset: %s\n", ec.message().c_str());
-        }
-        containers::subsystem_handle<containers::cpuacct, hierarchy> ca;
-        if (std::error_code ec = h_.register_subsystem(ca)) {
-            std::fprintf(stderr, "cgsh: cpuacct: %s\n", ec.message().c_str());
-        }
-        containers::subsystem_handle<containers::pids, hierarchy> ps;
-        if (std::error_code ec = h_.register_subsystem(ps)) {
-            std::fprintf(stderr, "cgsh: pids: %s\n", ec.message().c_str());
-        }
-        containers::subsystem_handle<containers::freezer, hierarchy> fz;
-        if (std::error_code ec = h_.register_subsystem(fz)) {
-            std::fprintf(stderr, "cgsh: freezer: %s\n", ec.message().c_str());
-        }
-        containers::subsystem_handle<containers::cpu_controller, hierarchy> cu;
-        if (std::error_code ec = h_.register_subsystem(cu)) {
-            std::fprintf(stderr, "cgsh: cpu: %s\n", ec.message().c_str());
-        }
+    // Every subsystem the library ships is registered, or those named in `only` (a comma-separated
+    // list, for a mount that mirrors one of the kernel's single-subsystem hierarchies).
+    explicit shell(std::string const& only = {}) {
+        auto wanted = [&](std::string_view name) {
+            if (only.empty()) return true;
+            std::string const list = "," + only + ",";
+            return list.find("," + std::string(name) + ",") != std::string::npos;
+        };
+        if (wanted("cpuset")) add<containers::cpuset>();
+        if (wanted("cpuacct")) add<containers::cpuacct>();
+        if (wanted("pids")) add<containers::pids>();
+        if (wanted("freezer")) add<containers::freezer>();
+        if (wanted("cpu")) add<containers::cpu_controller>();
     }
 
     hierarchy& tree() noexcept { return h_; }
+    [[nodiscard]] bool has(std::string_view name) const {
+        return std::find(registered_.begin(), registered_.end(), name) != registered_.end();
+    }
 
     // Runs one line. Output goes to `out`; on failure `why` says what was wrong, in words.
     std::error_code run(std::string const& line, std::string& out, bool& is_command, std::string& why) {
@@ -279,6 +276,16 @@ public:
     }
 
 private:
+    template <class S>
+    void add() {
+        containers::subsystem_handle<S, hierarchy> handle;
+        if (std::error_code ec = h_.register_subsystem(handle)) {
+            std::fprintf(stderr, "cgsh: %s: %s\n", std::string(S::name).c_str(), ec.message().c_str());
+        } else {
+            registered_.emplace_back(S::name);
+        }
+    }
+
     static bool number(std::string const& s, pid_t& out, std::string& why) {
         std::uint64_t v = 0;
         if (containers::parse::u64(s, v) || v > 0x7fffffff) {
@@ -312,6 +319,7 @@ private:
     hierarchy h_;
     sleepers sleepers_;  // destroyed first: the spawned threads end before the hierarchy does
     std::map<std::string, pid_t> names_;
+    std::vector<std::string_view> registered_;
 };
 
 // One answer is one line for any reader: the backslash and every byte that is not printable
@@ -344,12 +352,14 @@ char const* errno_name(int e) {
 }
 
 int usage() {
-    std::fputs("usage: cgsh [--porcelain] [SCRIPT | -c 'COMMANDS'] | cgsh --mount DIR\n", stderr);
+    std::fputs("usage: cgsh [--porcelain] [SCRIPT | -c 'COMMANDS'] | cgsh --mount DIR [--subsystems LIST] [--allow-other]\n",
+               stderr);
     return 2;
 }
 
-// Serves the shell's hierarchy at `dir` until SIGINT or SIGTERM.
-int serve(char const* dir) {
+// Serves a hierarchy with the subsystems in `only` (all when empty) at `dir` until SIGINT or
+// SIGTERM.
+int serve(char const* dir, std::string const& only, bool allow_other) {
 #if CONTAINERS_HAVE_FUSE
     // Blocked before any thread starts, so that libfuse's threads leave the signals to sigwait.
     sigset_t stop;
@@ -357,9 +367,20 @@ int serve(char const* dir) {
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
     ::pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-    shell sh;
+    shell sh(only);
+    for (std::size_t at = 0; at < only.size();) {  // every subsystem asked for, or none served
+        std::size_t const comma = std::min(only.find(',', at), only.size());
+        std::string const name = only.substr(at, comma - at);
+        if (!sh.has(name)) {
+            std::fprintf(stderr, "cgsh: --subsystems: no subsystem '%s'\n", name.c_str());
+            return 2;
+        }
+        at = comma + 1;
+    }
+    containers::fuse::options o;
+    o.allow_other = allow_other;
     std::error_code ec;
-    containers::fuse::mounted m = containers::fuse::mount(sh.tree(), dir, {}, ec);
+    containers::fuse::mounted m = containers::fuse::mount(sh.tree(), dir, o, ec);
     if (ec) {
         std::fprintf(stderr, "cgsh: mount %s: %s\n", dir, ec.message().c_str());
         return 1;
@@ -369,6 +390,8 @@ int serve(char const* dir) {
     ::sigwait(&stop, &sig);
     return 0;  // m unmounts
 #else
+    (void)only;
+    (void)allow_other;
     std::fprintf(stderr, "cgsh: --mount %s: built without FUSE (libfuse3)\n", dir);
     return 2;
 #endif
@@ -382,8 +405,16 @@ int main(int argc, char** argv) {
     std::istream* in = &std::cin;
     for (int i = 1; i < argc; ++i) {
         std::string const a = argv[i];
-        if (a == "--mount" && argc == 3 && i == 1) {
-            return serve(argv[2]);
+        if (a == "--mount" && argc >= 3 && i == 1) {
+            std::string only;
+            bool allow_other = false;
+            for (int k = 3; k < argc; ++k) {
+                std::string const o = argv[k];
+                if (o == "--subsystems" && k + 1 < argc && only.empty()) only = argv[++k];
+                else if (o == "--allow-other") allow_other = true;
+                else return usage();
+            }
+            return serve(argv[2], only, allow_other);
         } else if (a == "--porcelain") {
             porcelain = true;
         } else if (a == "-c" && i + 1 < argc) {

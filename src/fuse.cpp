@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <thread>
 #include <mutex>
+#include <map>
 #include <set>
 #include <spawn.h>
 #include <sys/mount.h>
@@ -36,6 +37,17 @@ struct session {
     // never sends their release.
     std::mutex open_mutex;
     std::set<void*> open_files;  // the mount's device: its minor number names the connection in fusectl
+    // Modes and owners that differ from the defaults (chmod, chown, mkdir by another user), keyed
+    // by the container's serial and the file's name ("" for the directory itself).
+    struct attributes {
+        mode_t mode = 0;  // permission bits
+        uid_t uid = 0;
+        gid_t gid = 0;
+    };
+    std::mutex attr_mutex;
+    std::map<std::pair<std::uint64_t, std::string>, attributes> attrs;
+    // The owner of a group's files, where a caller other than root made the group.
+    std::map<std::uint64_t, std::pair<uid_t, gid_t>> made_by;
     struct ::fuse* f = nullptr;
     std::thread loop;
 };
@@ -62,23 +74,78 @@ void* on_init(fuse_conn_info*, fuse_config* cfg) {
     return ::fuse_get_context()->private_data;
 }
 
+// A path's last component: the key of a file's attributes in its directory ("" for a directory).
+std::string file_key(char const* path, node const& n) {
+    if (n.directory) return {};
+    std::string_view const p(path);
+    return std::string(p.substr(p.rfind('/') + 1));
+}
+
+// The mode and owner a node shows: the kernel's defaults, then what the mount keeps for it.
+session::attributes attributes_of(session& s, char const* path, node const& n) {
+    session::attributes a;
+    a.uid = s.opt.uid;
+    a.gid = s.opt.gid;
+    if (n.directory) {
+        a.mode = std::strcmp(path, "/") == 0 ? (s.opt.top_mode & 07777) : 0755;
+    } else {
+        // As kernfs: S_IRUGO where there is a read handler, S_IWUSR where there is a write one.
+        a.mode = (n.readable ? 0444 : 0) | (n.writable ? 0200 : 0);
+    }
+    std::lock_guard g(s.attr_mutex);
+    if (auto m = s.made_by.find(n.serial); m != s.made_by.end()) {
+        a.uid = m->second.first;
+        a.gid = m->second.second;
+    }
+    if (auto it = s.attrs.find({n.serial, file_key(path, n)}); it != s.attrs.end()) a = it->second;
+    return a;
+}
+
 int on_getattr(char const* path, struct stat* st, fuse_file_info*) {
     session& s = self();
     node n;
     if (std::error_code ec = s.ops->stat(path, n)) return fail(ec);
+    session::attributes a;
+    try {
+        a = attributes_of(s, path, n);
+    } catch (...) {
+        return -ENOMEM;
+    }
     std::memset(st, 0, sizeof *st);
-    st->st_uid = s.opt.uid;
-    st->st_gid = s.opt.gid;
+    st->st_uid = a.uid;
+    st->st_gid = a.gid;
     st->st_atim = st->st_mtim = st->st_ctim = s.mounted_at;
-    if (n.directory) {
-        st->st_mode = S_IFDIR | (std::strcmp(path, "/") == 0 ? (s.opt.top_mode & 07777) : 0755);
-        st->st_nlink = 2;
-    } else {
-        // As kernfs: S_IRUGO where there is a read handler, S_IWUSR where there is a write one.
-        st->st_mode = S_IFREG | (n.readable ? 0444 : 0) | (n.writable ? 0200 : 0);
-        st->st_nlink = 1;
+    st->st_mode = (n.directory ? S_IFDIR : S_IFREG) | a.mode;
+    st->st_nlink = n.directory ? 2 : 1;
+    return 0;
+}
+
+// chmod and chown, as kernfs keeps them (the kernel has checked the caller: default_permissions).
+template <class Change>
+int change_attributes(char const* path, Change change) {
+    session& s = self();
+    node n;
+    if (std::error_code ec = s.ops->stat(path, n)) return fail(ec);
+    try {
+        session::attributes a = attributes_of(s, path, n);
+        change(a);
+        std::lock_guard g(s.attr_mutex);
+        s.attrs[{n.serial, file_key(path, n)}] = a;
+    } catch (...) {
+        return -ENOMEM;
     }
     return 0;
+}
+
+int on_chmod(char const* path, mode_t mode, fuse_file_info*) {
+    return change_attributes(path, [&](session::attributes& a) { a.mode = mode & 07777; });
+}
+
+int on_chown(char const* path, uid_t uid, gid_t gid, fuse_file_info*) {
+    return change_attributes(path, [&](session::attributes& a) {
+        if (uid != static_cast<uid_t>(-1)) a.uid = uid;
+        if (gid != static_cast<gid_t>(-1)) a.gid = gid;
+    });
 }
 
 int on_readdir(char const* path, void* buf, fuse_fill_dir_t fill, off_t, fuse_file_info*, fuse_readdir_flags) {
@@ -92,8 +159,39 @@ int on_readdir(char const* path, void* buf, fuse_fill_dir_t fill, off_t, fuse_fi
     return 0;
 }
 
-int on_mkdir(char const* path, mode_t) { return fail(self().ops->mkdir(path)); }
-int on_rmdir(char const* path) { return fail(self().ops->rmdir(path)); }
+int on_mkdir(char const* path, mode_t mode) {
+    session& s = self();
+    if (std::error_code ec = s.ops->mkdir(path)) return fail(ec);
+    // As cgroup_mkdir: the mode asked for (the kernel applied the umask), and a caller other than
+    // root owns the group and its files (cgroup_kn_set_ugid).
+    fuse_context const* c = ::fuse_get_context();
+    node n;
+    if ((mode & 07777) == 0755 && c->uid == 0 && c->gid == 0) return 0;
+    if (s.ops->stat(path, n)) return 0;  // removed meanwhile
+    try {
+        std::lock_guard g(s.attr_mutex);
+        uid_t const uid = c->uid == 0 && c->gid == 0 ? s.opt.uid : c->uid;
+        gid_t const gid = c->uid == 0 && c->gid == 0 ? s.opt.gid : c->gid;
+        if (uid != s.opt.uid || gid != s.opt.gid) s.made_by[n.serial] = {uid, gid};
+        if ((mode & 07777) != 0755) s.attrs[{n.serial, std::string()}] = {static_cast<mode_t>(mode & 07777), uid, gid};
+    } catch (...) {
+        // The group exists; it shows the default mode and owner.
+    }
+    return 0;
+}
+
+int on_rmdir(char const* path) {
+    session& s = self();
+    node n;
+    bool const known = !s.ops->stat(path, n) && n.directory;
+    if (std::error_code ec = s.ops->rmdir(path)) return fail(ec);
+    if (known) {  // what the mount kept for the group goes with it
+        std::lock_guard g(s.attr_mutex);
+        s.made_by.erase(n.serial);
+        s.attrs.erase(s.attrs.lower_bound({n.serial, std::string()}), s.attrs.lower_bound({n.serial + 1, std::string()}));
+    }
+    return 0;
+}
 
 int on_open(char const* path, fuse_file_info* fi) {
     session& s = self();
@@ -179,14 +277,19 @@ int on_unlink(char const*) { return -EPERM; }
 int on_symlink(char const*, char const*) { return -EPERM; }
 int on_link(char const*, char const*) { return -EPERM; }
 
-int on_rename(char const* from, char const* to, unsigned int) {
-    // cgroup1_rename: ENOTDIR for a file, EIO across parents. Renaming a directory in place is
-    // what the kernel allows and the library does not offer: EPERM.
+int on_rename(char const* from, char const* to, unsigned int flags) {
+    // kernfs_iop_rename takes no flags; then cgroup1_rename: EINVAL for a new name with a
+    // newline, ENOTDIR for a file, EIO across parents; then kernfs_rename: EEXIST where the name
+    // is taken. Renaming a group in place, which the kernel allows, the library does not offer
+    // (a container's name is immutable: lock-free readers compare and print it): EPERM.
+    if (flags != 0) return -EINVAL;
+    std::string_view const a(from), b(to);
+    if (b.substr(b.rfind('/') + 1).find('\n') != std::string_view::npos) return -EINVAL;
     node n;
     if (std::error_code ec = self().ops->stat(from, n)) return fail(ec);
     if (!n.directory) return -ENOTDIR;
-    std::string_view const a(from), b(to);
     if (a.substr(0, a.rfind('/')) != b.substr(0, b.rfind('/'))) return -EIO;
+    if (!self().ops->stat(to, n)) return -EEXIST;
     return -EPERM;
 }
 
@@ -209,6 +312,8 @@ fuse_operations make_operations() noexcept {
     o.symlink = on_symlink;
     o.link = on_link;
     o.rename = on_rename;
+    o.chmod = on_chmod;
+    o.chown = on_chown;
     return o;
 }
 

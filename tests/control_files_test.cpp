@@ -15,7 +15,7 @@ using test::C;
 using test::H;
 
 namespace {
-std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
+using test::errc_of;
 
 struct knob : subsystem_tag {
     static constexpr std::string_view name = "knob";

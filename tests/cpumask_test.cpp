@@ -14,7 +14,7 @@
 using namespace containers;
 
 namespace {
-std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
+using test::errc_of;
 
 cpumask list(std::string_view s, std::size_t nbits = 4096) {
     cpumask m;

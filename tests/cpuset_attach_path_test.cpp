@@ -15,7 +15,7 @@ using test::faults::syscall_fault;
 namespace sys = containers::detail::sys;
 
 namespace {
-std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
+using test::errc_of;
 
 C& make_cpuset(H& h, std::string const& path, std::string const& cpus) {
     REQUIRE_FALSE(fs::mkdir(h, path));

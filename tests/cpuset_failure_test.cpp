@@ -21,13 +21,8 @@ namespace sys = containers::detail::sys;
 
 namespace {
 
-std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
-
-cpumask list(std::string_view s) {
-    cpumask m;
-    REQUIRE_FALSE(cpumask::parse_list(s, 1 << 16, m));
-    return m;
-}
+using test::errc_of;
+using test::list;
 
 std::string read(H& h, std::string_view path) {
     std::string out;

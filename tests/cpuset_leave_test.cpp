@@ -15,14 +15,7 @@ using namespace containers;
 using test::H;
 
 namespace {
-std::vector<int> cpus_of(pid_t tid) {
-    cpu_set_t s;
-    CPU_ZERO(&s);
-    std::vector<int> out;
-    if (::sched_getaffinity(tid, sizeof s, &s) != 0) return out;
-    for (int i = 0; i < CPU_SETSIZE; ++i) if (CPU_ISSET(i, &s)) out.push_back(i);
-    return out;
-}
+using test::cpus_of;
 
 void set_cpus_of(pid_t tid, std::vector<int> const& cpus) {
     cpu_set_t s;

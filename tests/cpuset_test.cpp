@@ -17,13 +17,8 @@ using test::C;
 using test::H;
 
 namespace {
-std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
-
-cpumask list(std::string_view s) {
-    cpumask m;
-    REQUIRE_FALSE(cpumask::parse_list(s, 1 << 16, m));
-    return m;
-}
+using test::errc_of;
+using test::list;
 
 cpumask affinity_of(pid_t tid) {
     auto set = cpumask::range(0, 4095).to_cpu_set();

@@ -10,13 +10,8 @@
 using namespace containers;
 
 namespace {
-std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
-
-cpumask list(std::string_view s) {
-    cpumask m;
-    if (!s.empty()) REQUIRE_FALSE(cpumask::parse_list(s, 1 << 16, m));
-    return m;
-}
+using test::errc_of;
+using test::list;
 
 struct running_fiber {
     static std::uint32_t get() noexcept { return 1; }

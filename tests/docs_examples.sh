@@ -19,6 +19,8 @@
 #                                         until it parses) runs in a scratch directory; what follows
 #                                         up to the next "$ " is its standard output and error, compared
 #   ```sh, no marker, otherwise           script: run with bash -e in a scratch directory
+#   <!-- example: script needs=PATH -->   a script that is skipped (exit 77) where PATH is absent or
+#                                         not writable (/dev/fuse, for a mount)
 #   <!-- example: output -->              the exact standard output of the runnable block before it
 #   <!-- example: skip REASON -->         not run; the reason is required
 #
@@ -240,6 +242,14 @@ run_one() {
         diff -u "$expect" "$work/stdout" || fail "the output differs from the block at $file:$next_line"
       fi ;;
     script)
+      local opt
+      for opt in $marker; do
+        case "$opt" in
+          script) ;;
+          needs=*) [ -w "${opt#needs=}" ] || { echo "not run: ${opt#needs=} is absent or not writable"; exit 77; } ;;
+          *) fail "unknown script option '$opt'" ;;
+        esac
+      done
       (cd "$work" && bash -e "$bodyfile" >"$work/stdout") || fail "the script exited with status $?"
       cat "$work/stdout"
       if [ -n "$expect" ]; then

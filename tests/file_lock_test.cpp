@@ -15,7 +15,7 @@ using test::C;
 using test::H;
 
 namespace {
-std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
+using test::errc_of;
 
 // A subsystem whose files count what their handlers saw.
 struct meter : subsystem_tag {

@@ -1,11 +1,13 @@
 // containers::fuse: a hierarchy mounted as a filesystem, driven by real shells and syscalls.
-// Skips where /dev/fuse is absent or mounting is not permitted.
+// Skips where /dev/fuse is absent or mounting is not permitted. The kernel's transcripts against
+// the mount's, script by script, are tests/conformance (run.sh).
 #include "support.hpp"
 
 #include <containers/fuse.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -60,8 +62,6 @@ std::string run(std::string const& cmd) {
     return out;
 }
 
-std::string const script = std::string(CONTAINERS_TESTS_DIR) + "/fs_conformance.sh";
-
 int open_errno(std::string const& path, int flags) {
     int fd = ::open(path.c_str(), flags);
     if (fd < 0) return errno;
@@ -92,20 +92,6 @@ int as_nobody(F f) {
 }
 
 }  // namespace
-
-TEST_CASE("the conformance script gives the kernel's transcript through the mount", "[fuse][kernel]") {
-    auto scratch = test::kernel_scratch::make();
-    if (!scratch) CONTAINERS_SKIP("the cgroup v1 cpuset hierarchy is not mounted writable at /sys/fs/cgroup/cpuset");
-    H h;
-    subsystem_handle<cpuset, H> cs;
-    REQUIRE_FALSE(h.register_subsystem(cs));
-    mount_point mp(h);
-    MOUNT_OR_SKIP(mp);
-    std::string const kernel = run("bash " + script + " " + scratch->path());
-    std::string const mounted = run("bash " + script + " " + mp.dir);
-    REQUIRE(kernel.find("attach: 0") != std::string::npos);  // the script ran
-    CHECK(mounted == kernel);
-}
 
 TEST_CASE("the mount shows the kernel's modes and sizes, and refuses what cgroupfs refuses", "[fuse]") {
     H h;
@@ -139,6 +125,63 @@ TEST_CASE("the mount shows the kernel's modes and sizes, and refuses what cgroup
     CHECK(::link((d + "/a/tasks").c_str(), (d + "/a/h").c_str()) == -1);
     CHECK(errno == EPERM);
     CHECK(::truncate((d + "/a/tasks").c_str(), 0) == 0);
+}
+
+TEST_CASE("a group is not renamed: EPERM where the kernel would rename it, the kernel's errnos elsewhere", "[fuse][rename]") {
+    H h;
+    for (char const* p : {"/a", "/a/b", "/a/c", "/d"}) REQUIRE_FALSE(fs::mkdir(h, p));
+    mount_point mp(h);
+    MOUNT_OR_SKIP(mp);
+    std::string const d = mp.dir;
+    auto rename_errno = [&](std::string const& from, std::string const& to) {
+        return ::rename((d + from).c_str(), (d + to).c_str()) == 0 ? 0 : errno;
+    };
+    CHECK(rename_errno("/a/b", "/a/x") == EPERM);      // the kernel renames; names are immutable here
+    CHECK(rename_errno("/a/b", "/d/b") == EIO);        // another parent (cgroup1_rename)
+    CHECK(rename_errno("/a/b", "/a/c") == EEXIST);     // a name taken (kernfs_rename)
+    CHECK(rename_errno("/a/b", "/a/x\ny") == EINVAL);  // a newline
+    CHECK(rename_errno("/a/tasks", "/a/t") == ENOTDIR);
+    CHECK(::renameat2(AT_FDCWD, (d + "/a/b").c_str(), AT_FDCWD, (d + "/a/x").c_str(), RENAME_NOREPLACE) == -1);
+    CHECK(errno == EINVAL);  // kernfs takes no flags
+    std::vector<std::string> names;
+    REQUIRE_FALSE(fs::list(h, "/a", names));
+    CHECK(std::count(names.begin(), names.end(), "b") == 1);
+}
+
+TEST_CASE("chmod and chown are kept per group, not per name: a group made again shows the defaults", "[fuse][permissions]") {
+    H h;
+    REQUIRE_FALSE(fs::mkdir(h, "/a"));
+    mount_point mp(h);
+    MOUNT_OR_SKIP(mp);
+    std::string const a = mp.dir + "/a";
+    auto mode_of = [](std::string const& path) {
+        struct stat st;
+        return ::stat(path.c_str(), &st) == 0 ? st.st_mode & 07777 : 01000000;
+    };
+    REQUIRE(::chmod(a.c_str(), 0700) == 0);
+    REQUIRE(::chmod((a + "/tasks").c_str(), 0600) == 0);
+    REQUIRE(::chown((a + "/tasks").c_str(), 65534, 65534) == 0);
+    CHECK(mode_of(a) == 0700);
+    CHECK(mode_of(a + "/tasks") == 0600);
+    struct stat st;
+    REQUIRE(::stat((a + "/tasks").c_str(), &st) == 0);
+    CHECK(st.st_uid == 65534);
+    CHECK(st.st_gid == 65534);
+    CHECK(mode_of(a + "/cgroup.procs") == 0644);  // per file
+    // Removed and made again by the program, not through the mount: a new group, the defaults.
+    C* c = nullptr;
+    REQUIRE_FALSE(h.lookup("/a", c));
+    REQUIRE_FALSE(h.rmdir(*c));
+    REQUIRE_FALSE(fs::mkdir(h, "/a"));
+    CHECK(mode_of(a) == 0755);
+    CHECK(mode_of(a + "/tasks") == 0644);
+    REQUIRE(::stat((a + "/tasks").c_str(), &st) == 0);
+    CHECK(st.st_uid == ::geteuid());
+    // And through the mount.
+    REQUIRE(::chmod(a.c_str(), 0711) == 0);
+    REQUIRE(::rmdir(a.c_str()) == 0);
+    REQUIRE(::mkdir(a.c_str(), 0755) == 0);
+    CHECK(mode_of(a) == 0755);
 }
 
 TEST_CASE("one write(2) is one control-file write, its errno reaches the writer, and a read is a snapshot taken at open", "[fuse]") {
@@ -198,7 +241,7 @@ TEST_CASE("other users are kept out unless allow_other, and then the file modes 
     CHECK(as_nobody([&] { return ::mkdir((d + "/a/x").c_str(), 0755) == 0 ? 0 : errno; }) == 0);
 }
 
-TEST_CASE("concurrent shells through the mount lose no write and see no stale entry while the program changes the tree", "[fuse][concurrency]") {
+TEST_CASE("concurrent shells through the mount lose no write or chmod and see no stale entry while the program changes the tree", "[fuse][concurrency]") {
     H h;
     mount_point mp(h);
     MOUNT_OR_SKIP(mp);
@@ -217,7 +260,11 @@ TEST_CASE("concurrent shells through the mount lose no write and see no stale en
             "echo " + tid + " > " + g + "/tasks || exit 2; grep -qx " + tid + " " + g + "/tasks || exit 3; "
             "echo $((i % 2)) > " + g + "/notify_on_release || exit 4; "
             "[ \"$(cat " + g + "/notify_on_release)\" = $((i % 2)) ] || exit 5; "
-            "echo " + tid + " > " + d + "/tasks || exit 6; ls " + d + " > /dev/null || exit 7; done; "
+            "echo " + tid + " > " + d + "/tasks || exit 6; ls " + d + " > /dev/null || exit 7; "
+            // chmod of a group of its own, read back; and of the program's group, which comes and goes.
+            "chmod 64$((i % 2)) " + g + "/notify_on_release || exit 8; "
+            "[ \"$(stat -c %a " + g + "/notify_on_release)\" = 64$((i % 2)) ] || exit 9; "
+            "chmod 700 " + d + "/p 2> /dev/null; done; "
             "echo " + tid + " > " + g + "/tasks";
         char const* argv[] = {"bash", "-c", body.c_str(), nullptr};
         pid_t pid = 0;
@@ -259,6 +306,12 @@ TEST_CASE("concurrent shells through the mount lose no write and see no stale en
     struct stat st;
     CHECK(::stat((d + "/p").c_str(), &st) == -1);
     CHECK(errno == ENOENT);
+    // A group made again by the program has the default mode, whatever chmod did to the last one.
+    C* p = nullptr;
+    REQUIRE_FALSE(h.mkdir(h.top(), "p", &p));
+    REQUIRE(::stat((d + "/p").c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0755);
+    REQUIRE_FALSE(h.rmdir(*p));
     for (int k = 0; k < shells; ++k) REQUIRE_FALSE(fs::write(h, "/tasks", std::to_string(workers[static_cast<std::size_t>(k)]->tid())));
 }
 

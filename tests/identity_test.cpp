@@ -23,7 +23,7 @@ using test::C;
 using test::H;
 
 namespace {
-std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
+using test::errc_of;
 
 
 // A child that has exited and is not reaped: a zombie until kill_and_reap (or waitpid).
@@ -61,14 +61,7 @@ struct signalled_child {
     }
 };
 
-std::vector<int> cpus_of(pid_t tid) {
-    cpu_set_t s;
-    CPU_ZERO(&s);
-    std::vector<int> out;
-    if (::sched_getaffinity(tid, sizeof s, &s) != 0) return out;
-    for (int i = 0; i < CPU_SETSIZE; ++i) if (CPU_ISSET(i, &s)) out.push_back(i);
-    return out;
-}
+using test::cpus_of;
 
 using test::set_last_pid;
 using test::spawn_sleeper_as;

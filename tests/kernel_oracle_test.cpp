@@ -200,3 +200,25 @@ TEST_CASE("attaching another user's task is refused with the kernel's errno", "[
     REQUIRE(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);  // bit 0: the root-owned target, bit 1: the nobody-owned one
 }
+
+TEST_CASE("a scratch directory that a killed test left behind is swept by the next one", "[kernel][support]") {
+    std::string const root = "/sys/fs/cgroup/cpuset";
+    if (::access((root + "/tasks").c_str(), W_OK) != 0) CONTAINERS_SKIP("/sys/fs/cgroup/cpuset is not writable");
+    pid_t const dead = test::spawn_sleeper();
+    test::kill_and_reap(dead);  // a pid no process has now (unless reused at once: then nothing is swept)
+    std::string const left = root + "/containers-test-" + std::to_string(dead) + "-1";
+    std::string const alive = root + "/containers-test-" + std::to_string(::getpid()) + "-swept-not";
+    REQUIRE(::mkdir(left.c_str(), 0755) == 0);
+    REQUIRE(::mkdir((left + "/child").c_str(), 0755) == 0);
+    REQUIRE(::mkdir(alive.c_str(), 0755) == 0);
+    auto scratch = test::kernel_scratch::make(root);
+    REQUIRE(scratch);
+    bool const swept = ::access(left.c_str(), F_OK) != 0;
+    bool const kept = ::access(alive.c_str(), F_OK) == 0;
+    ::rmdir((left + "/child").c_str());
+    ::rmdir(left.c_str());
+    ::rmdir(alive.c_str());
+    if (::kill(dead, 0) == 0) CONTAINERS_SKIP("pid " << dead << " was reused at once");
+    CHECK(swept);
+    CHECK(kept);  // a live process's directory is its own
+}

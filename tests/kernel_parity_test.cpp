@@ -25,7 +25,7 @@ using test::H;
 
 namespace {
 
-std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
+using test::errc_of;
 
 constexpr char const* no_kernel = "the cgroup v1 cpuset hierarchy is not mounted writable at /sys/fs/cgroup/cpuset";
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Shell conformance: the same shell commands (mkdir, rmdir, echo -n VALUE > PATH, cat) run by bash
-# in a scratch directory of the kernel's cgroup v1 cpuset hierarchy and by cgsh over its own
-# hierarchy must give the same answer, line by line: "ok", "ok CONTENT" or "err ENAME".
+# cgsh against the kernel: the same commands (mkdir, rmdir, echo -n VALUE > PATH, cat), run by bash
+# in a scratch directory of the kernel's cgroup v1 cpuset hierarchy and by cgsh --porcelain over its
+# own hierarchy, must give the same answer, line by line: "ok", "ok CONTENT" or "err ENAME".
+# What this adds to tests/conformance/cpuset.sh (the same writes by bash, on the kernel and through
+# a mount): cgsh's own side of them, its parser of quoted values and escapes (\xa0, \n), its echo as
+# one write opened as a shell opens it (fs::open_mode::create: EACCES, EISDIR, ENOTDIR), and its
+# porcelain escaping of what cat prints.
 #   shell_conformance.sh CGSH [KERNEL_DIR]
 # KERNEL_DIR defaults to /sys/fs/cgroup/cpuset; a directory of our own is made in it and always
-# removed. Any directory that behaves as cgroupfs (a FUSE mount of cgsh's hierarchy, later) may be
-# given instead. Skips (exit 0, with a message) where it is not writable.
+# removed. Skips (exit 0, with a message) where it is not writable.
 set -euo pipefail
 cgsh=$1
 root=${2:-/sys/fs/cgroup/cpuset}

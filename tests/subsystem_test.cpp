@@ -10,7 +10,7 @@ using test::journal;
 using test::recorder;
 
 namespace {
-std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
+using test::errc_of;
 using strings = std::vector<std::string>;
 
 struct counter : subsystem_tag {

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <ctime>
+#include <sched.h>
+#include <system_error>
 #include <unistd.h>
 
 namespace test {
@@ -40,6 +42,10 @@ void remove_tree(std::string const& dir, std::string const& parent_tasks) {
         ::closedir(d);
         for (auto const& s : subdirs) remove_tree(s, dir + "/tasks");
     }
+    if (int fd = ::open((dir + "/freezer.state").c_str(), O_WRONLY); fd >= 0) {  // frozen tasks move on frozen
+        (void)!::write(fd, "THAWED", 6);
+        ::close(fd);
+    }
     if (FILE* f = std::fopen((dir + "/tasks").c_str(), "re")) {
         int tid;
         while (std::fscanf(f, "%d", &tid) == 1) {
@@ -54,10 +60,30 @@ void remove_tree(std::string const& dir, std::string const& parent_tasks) {
     }
     ::rmdir(dir.c_str());
 }
+// Removes the scratch directories that test processes which no longer exist left below `root`
+// (a test killed by its timeout or a signal runs no destructor): ours are named
+// containers-test-PID-N, and a PID that no process has is free to sweep.
+void sweep_dead_scratch(std::string const& root) {
+    std::string const prefix = "containers-test-";
+    std::vector<std::string> stale;
+    if (DIR* d = ::opendir(root.c_str())) {
+        while (dirent* e = ::readdir(d)) {
+            std::string_view n = e->d_name;
+            if (e->d_type != DT_DIR || !n.starts_with(prefix)) continue;
+            char* end = nullptr;
+            long pid = std::strtol(e->d_name + prefix.size(), &end, 10);
+            if (pid <= 0 || *end != '-') continue;
+            if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) stale.push_back(root + "/" + e->d_name);
+        }
+        ::closedir(d);
+    }
+    for (auto const& dir : stale) remove_tree(dir, root + "/tasks");
+}
 }  // namespace
 
 std::optional<kernel_scratch> kernel_scratch::make(std::string const& root) {
     if (::access((root + "/tasks").c_str(), W_OK) != 0) return std::nullopt;
+    sweep_dead_scratch(root);
     std::string p = root + "/containers-test-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand());
     if (::mkdir(p.c_str(), 0755) != 0) return std::nullopt;
     // A new cpuset starts empty; give it the parent's CPUs and nodes so that tasks may join.
@@ -94,6 +120,24 @@ outcome kernel_op(std::string const& root, std::string const& op, std::string co
         ::close(fd);
     }
     return o;
+}
+
+containers::cpumask list(std::string_view s, std::size_t nbits) {
+    containers::cpumask m;
+    if (s.empty()) return m;
+    if (auto ec = containers::cpumask::parse_list(s, nbits, m))
+        throw std::system_error(ec, "test::list(\"" + std::string(s) + "\")");
+    return m;
+}
+
+std::vector<int> cpus_of(pid_t tid) {
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    std::vector<int> out;
+    if (::sched_getaffinity(tid, sizeof s, &s) != 0) return out;
+    for (int i = 0; i < CPU_SETSIZE; ++i)
+        if (CPU_ISSET(i, &s)) out.push_back(i);
+    return out;
 }
 
 std::uint64_t thread_cpu_ns() {

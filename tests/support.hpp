@@ -27,6 +27,17 @@ struct journal {
     void clear() { events.clear(); }
 };
 
+/// The errc of a library error_code (they all carry errno values), for CHECK(errc_of(ec) == ...).
+inline std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
+
+/// The cpumask of a kernel list string ("0-3,8"; "" is the empty mask), over 65536 bits unless told;
+/// a list the parser refuses throws, which fails the test that asked.
+containers::cpumask list(std::string_view s, std::size_t nbits = 1 << 16);
+
+/// The CPUs thread `tid` (0: the caller) may run on, in order, from sched_getaffinity; empty if it
+/// cannot be asked.
+std::vector<int> cpus_of(pid_t tid);
+
 /// `prefix` followed by `n` in decimal ("t3"). Tests build names with this, not with
 /// `"t" + std::to_string(n)`: g++ 12 at -O2 inlines that operator+ (a string inserted at the front
 /// of a temporary) into a bogus -Wstringop-overflow / -Wrestrict warning on its _M_replace (GCC

@@ -12,7 +12,7 @@ using test::C;
 using test::H;
 
 namespace {
-std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
+using test::errc_of;
 
 pid_t unused_tid() {
     // pid_max bounds every id the kernel hands out.

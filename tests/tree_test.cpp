@@ -17,7 +17,7 @@ using test::C;
 using test::H;
 
 namespace {
-std::errc errc_of(std::error_code ec) { return static_cast<std::errc>(ec.value()); }
+using test::errc_of;
 
 std::vector<std::string> names(auto&& range) {
     std::vector<std::string> out;

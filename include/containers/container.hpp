@@ -12,6 +12,7 @@
 #include <array>
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <span>
@@ -35,6 +36,8 @@ class hierarchy;
 
 namespace detail {
 struct tree_access;
+// The last container serial handed out (basic_container::serial), for every hierarchy.
+inline std::atomic<std::uint64_t> container_serials{0};
 #ifdef NDEBUG
 using link_mode = boost::intrusive::link_mode<boost::intrusive::normal_link>;
 #else
@@ -128,6 +131,10 @@ public:
     }
     /// The hierarchy this container belongs to. Immutable.
     [[nodiscard]] hierarchy_type& owner() const noexcept { return *owner_; }
+    /// A number that no other container of this process has had or will have (its address may be
+    /// reused once it is freed; this is not): for keeping facts about a container outside it, as
+    /// containers::fuse keeps chmod's modes. Immutable.
+    [[nodiscard]] std::uint64_t serial() const noexcept { return serial_; }
 
     /// Counts; manage lock held (or a quiescent hierarchy).
     [[nodiscard]] std::size_t task_count() const noexcept { return tasks_.size(); }
@@ -158,7 +165,11 @@ private:
         boost::intrusive::constant_time_size<true>>;
 
     basic_container(hierarchy_type* owner, basic_container* parent, std::string_view name) noexcept
-        : owner_(owner), parent_(parent), depth_(parent == nullptr ? 0 : parent->depth_ + 1), name_size_(name.size()) {
+        : owner_(owner),
+          parent_(parent),
+          depth_(parent == nullptr ? 0 : parent->depth_ + 1),
+          name_size_(name.size()),
+          serial_(detail::container_serials.fetch_add(1, std::memory_order_relaxed) + 1) {
         if (!name.empty()) std::memcpy(reinterpret_cast<char*>(this + 1), name.data(), name.size());
         if (parent != nullptr) {
             notify_on_release_.store(parent->notify_on_release(), std::memory_order_relaxed);
@@ -181,6 +192,7 @@ private:
     basic_container* const parent_;                        // immutable
     std::size_t const depth_;                              // immutable
     std::size_t const name_size_;                          // immutable; the bytes follow the object
+    std::uint64_t const serial_;                           // immutable
     std::atomic<bool> removed_{false};                     // stored under the callback lock
     std::atomic<bool> notify_on_release_{false};           // stored under the manage lock
     std::atomic<bool> clone_children_{false};              // stored under the manage lock

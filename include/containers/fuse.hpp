@@ -12,14 +12,23 @@
 // host process: mkdir, rmdir, readdir (fs::list), open+read (one fs::read per open, a snapshot
 // of the file as kernfs takes for seq files), write (one write(2) is one fs::write; its errno is
 // what the writer sees). Files show the kernel's modes (0644 writable, 0444 read-only), size 0;
-// directories 0755, the top one options::top_mode (0555, as on cgroupfs). unlink, rename,
+// directories 0755, the top one options::top_mode (0555, as on cgroupfs), owned by options::uid
+// and gid; a group made through the mount by a caller other than root belongs to that caller,
+// files included, as cgroupfs does (cgroup_kn_set_ugid). chmod and chown change a node's mode and
+// owner as on kernfs: kept by the mount, per node (by its container's serial, so never inherited
+// by a later group of the same name), until the group is removed through the mount or the mount
+// ends; the kernel enforces them for callers other than root (default_permissions). unlink,
 // create, mknod, symlink and link are refused with the kernel's errnos; O_TRUNC is accepted.
+// rename answers with cgroup1_rename's errnos (ENOTDIR for a file, EIO across parents, EEXIST,
+// EINVAL), except that renaming a group in place, which the kernel does, is EPERM: a container's
+// name is immutable (lock-free readers compare and print it).
 //
 // Crash recovery: with options::auto_unmount (the default) a fusermount3 helper unmounts when
 // the host process dies. Without it, or where the helper is absent, a dead host leaves the
 // directory answering ENOTCONN: `fusermount3 -u DIR` (or `umount -l DIR` as root) removes it.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -49,6 +58,7 @@ struct node {
     bool directory = false;
     bool readable = false;  ///< a file with a read handler
     bool writable = false;  ///< a file with a write handler
+    std::uint64_t serial = 0;  ///< the directory's basic_container::serial (a file's: its directory's)
 };
 
 /// The path operations a mount serves; mount() adapts a hierarchy to them. Called concurrently
@@ -82,6 +92,7 @@ public:
         out.directory = t.file == nullptr;
         out.readable = t.file != nullptr && static_cast<bool>(t.file->read);
         out.writable = t.file != nullptr && static_cast<bool>(t.file->write);
+        out.serial = t.dir->serial();
         return {};
     }
     std::error_code mkdir(std::string_view path) noexcept override { return fs::mkdir(h_, path); }

@@ -1,8 +1,9 @@
 # Builds and runs tests/consumer against this source tree, either from an installed prefix
-# (find_package) or as a subdirectory. Arguments: MODE, SOURCE_DIR, BUILD_DIR, WORK_DIR, CXX, and
+# (find_package) or as a subdirectory. Arguments: MODE, SOURCE_DIR, BUILD_DIR, WORK_DIR, CXX,
+# EXPECT_FUSE (containers::fuse was built, so the consumer must get it), and
 # the outer build's GENERATOR and MAKE_PROGRAM (a fresh machine may have ninja and no make).
 file(REMOVE_RECURSE ${WORK_DIR})
-set(args -DMODE=${MODE} -DCMAKE_CXX_COMPILER=${CXX})
+set(args -DMODE=${MODE} -DCMAKE_CXX_COMPILER=${CXX} -DEXPECT_FUSE=${EXPECT_FUSE})
 if(GENERATOR)
   list(APPEND args -G ${GENERATOR})
 endif()
@@ -31,6 +32,12 @@ foreach(step IN ITEMS configure build run)
     message(FATAL_ERROR "${step} failed (${rc}):\n${out}\n${err}")
   endif()
 endforeach()
+if(EXISTS ${WORK_DIR}/build/consumer_fuse)
+  execute_process(COMMAND ${WORK_DIR}/build/consumer_fuse RESULT_VARIABLE rc)
+  if(rc)
+    message(FATAL_ERROR "consumer_fuse failed (${rc})")
+  endif()
+endif()
 if(MODE STREQUAL "add_subdirectory" AND EXISTS ${WORK_DIR}/build/containers/tests)
   message(FATAL_ERROR "tests were built although containers was not the top-level project")
 endif()
