@@ -241,7 +241,11 @@ int on_read(char const*, char* buf, size_t size, off_t off, fuse_file_info* fi) 
 }
 
 int on_write(char const* path, char const* buf, size_t size, off_t, fuse_file_info*) {
-    if (std::error_code ec = self().ops->write(path, std::string_view(buf, size))) return fail(ec);
+    // The writer, not the thread serving it: the kernel checks the writer's credentials (those
+    // of the write request; the kernel takes the opener's, the same but for a passed descriptor).
+    fuse_context const* c = ::fuse_get_context();
+    fs::caller const who{c->uid, c->gid, c->pid};
+    if (std::error_code ec = self().ops->write(path, std::string_view(buf, size), who)) return fail(ec);
     return static_cast<int>(size);
 }
 

@@ -10,8 +10,9 @@
 //
 // Every operation is the path interface (control_files.hpp) underneath, from threads of the
 // host process: mkdir, rmdir, readdir (fs::list), open+read (one fs::read per open, a snapshot
-// of the file as kernfs takes for seq files), write (one write(2) is one fs::write; its errno is
-// what the writer sees). Files show the kernel's modes (0644 writable, 0444 read-only), size 0;
+// of the file as kernfs takes for seq files), write (one write(2) is one fs::write by the
+// writing process, fs::caller: "0" in tasks names the writer, and moving a task obeys the
+// kernel's rule for the writer's user id; its errno is what the writer sees). Files show the kernel's modes (0644 writable, 0444 read-only), size 0;
 // directories 0755, the top one options::top_mode (0555, as on cgroupfs), owned by options::uid
 // and gid; a group made through the mount by a caller other than root belongs to that caller,
 // files included, as cgroupfs does (cgroup_kn_set_ugid). chmod and chown change a node's mode and
@@ -70,7 +71,8 @@ public:
     virtual std::error_code mkdir(std::string_view path) noexcept = 0;
     virtual std::error_code rmdir(std::string_view path) noexcept = 0;
     virtual std::error_code read(std::string_view path, std::string& out) noexcept = 0;
-    virtual std::error_code write(std::string_view path, std::string_view value) noexcept = 0;
+    /// `who`: the writing process, checked as the kernel checks the writer (fs::write).
+    virtual std::error_code write(std::string_view path, std::string_view value, fs::caller const& who) noexcept = 0;
     virtual std::error_code list(std::string_view path, std::vector<std::string>& out) noexcept = 0;
 };
 
@@ -98,8 +100,8 @@ public:
     std::error_code mkdir(std::string_view path) noexcept override { return fs::mkdir(h_, path); }
     std::error_code rmdir(std::string_view path) noexcept override { return fs::rmdir(h_, path); }
     std::error_code read(std::string_view path, std::string& out) noexcept override { return fs::read(h_, path, out); }
-    std::error_code write(std::string_view path, std::string_view value) noexcept override {
-        return fs::write(h_, path, value);
+    std::error_code write(std::string_view path, std::string_view value, fs::caller const& who) noexcept override {
+        return fs::write(h_, path, value, who);
     }
     std::error_code list(std::string_view path, std::vector<std::string>& out) noexcept override {
         return fs::list(h_, path, out);
