@@ -184,6 +184,33 @@ TEST_CASE("chmod and chown are kept per group, not per name: a group made again 
     CHECK(mode_of(a) == 0755);
 }
 
+TEST_CASE("what the mount keeps for groups the program removed itself is dropped", "[fuse][permissions]") {
+    H h;
+    mount_point mp(h);
+    MOUNT_OR_SKIP(mp);
+    auto chmod_group = [&](std::string const& name) {
+        C* c = nullptr;
+        REQUIRE_FALSE(h.mkdir(h.top(), name, &c));
+        REQUIRE(::chmod((mp.dir + "/" + name).c_str(), 0700) == 0);
+        return c;
+    };
+    std::vector<C*> old;
+    for (int i = 0; i < 40; ++i) old.push_back(chmod_group("old" + std::to_string(i)));
+    CHECK(mp.m.groups_kept() == 40);
+    for (C* c : old) REQUIRE_FALSE(h.rmdir(*c));  // not through the mount: it sees no rmdir
+    constexpr int live = 24;
+    for (int i = 0; i < live; ++i) chmod_group("new" + std::to_string(i));
+    CHECK(mp.m.groups_kept() <= 2 * live);  // 64 without dropping the removed ones
+    CHECK(mp.m.groups_kept() >= live);
+    struct stat st;
+    REQUIRE(::stat((mp.dir + "/new0").c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0700);
+    // Removed through the mount: dropped at once.
+    std::size_t const before = mp.m.groups_kept();
+    REQUIRE(::rmdir((mp.dir + "/new0").c_str()) == 0);
+    CHECK(mp.m.groups_kept() == before - 1);
+}
+
 TEST_CASE("one write(2) is one control-file write, its errno reaches the writer, and a read is a snapshot taken at open", "[fuse]") {
     H h;
     REQUIRE_FALSE(fs::mkdir(h, "/a"));

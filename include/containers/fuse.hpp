@@ -17,8 +17,8 @@
 // and gid; a group made through the mount by a caller other than root belongs to that caller,
 // files included, as cgroupfs does (cgroup_kn_set_ugid). chmod and chown change a node's mode and
 // owner as on kernfs: kept by the mount, per node (by its container's serial, so never inherited
-// by a later group of the same name), until the group is removed through the mount or the mount
-// ends; the kernel enforces them for callers other than root (default_permissions). unlink,
+// by a later group of the same name), until the group is removed (a group the program removes
+// itself is dropped at the next sweep, see mounted::groups_kept) or the mount ends; the kernel enforces them for callers other than root (default_permissions). unlink,
 // create, mknod, symlink and link are refused with the kernel's errnos; O_TRUNC is accepted.
 // rename answers with cgroup1_rename's errnos (ENOTDIR for a file, EIO across parents, EEXIST,
 // EINVAL), except that renaming a group in place, which the kernel does, is EPERM: a container's
@@ -29,6 +29,7 @@
 // directory answering ENOTCONN: `fusermount3 -u DIR` (or `umount -l DIR` as root) removes it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -111,6 +112,9 @@ private:
     H& h_;
 };
 
+/// The number of groups the session keeps a mode or owner for (mounted::groups_kept).
+std::size_t groups_kept(session& s) noexcept;
+
 /// Mounts `ops` at `dir` and starts serving (defined in the containers::fuse library).
 std::unique_ptr<session, session_deleter> start(std::unique_ptr<operations> ops, std::string const& dir,
                                                 options const& o, std::error_code& ec) noexcept;
@@ -136,6 +140,11 @@ public:
     /// detached mount gets ENOTCONN from then on. Idempotent.
     void unmount() noexcept { s_.reset(); }
     [[nodiscard]] bool active() const noexcept { return s_ != nullptr; }
+    /// The number of groups for which the mount keeps a mode or owner (chmod, chown, mkdir by
+    /// another user); 0 when not active. A group removed through the mount is dropped at once;
+    /// one the program removes itself, at the next sweep: the count stays below twice the
+    /// groups still there, or 16. For tests and monitoring.
+    [[nodiscard]] std::size_t groups_kept() const noexcept { return s_ ? detail::groups_kept(*s_) : 0; }
 
 private:
     std::unique_ptr<detail::session, detail::session_deleter> s_;
