@@ -367,7 +367,7 @@ namespace detail {
 /// fs::write, by `who` (null: the calling thread).
 template <class H>
 std::error_code write_as(H& h, std::string_view path, std::string_view value, caller const* who, open_mode mode) noexcept {
-    // The handlers (tasks, cgroup.procs) find the writer here, as the kernel's find it in of->file.
+    // tasks and cgroup.procs find the writer here (the kernel's handlers: in of->file).
     struct scope {
         caller const* outer = tls_caller;
         explicit scope(caller const* w) noexcept { tls_caller = w; }
