@@ -5,6 +5,7 @@
 
 #include <fuse3/fuse.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include <string>
 #include <sys/stat.h>
 #include <thread>
+#include <vector>
 #include <mutex>
 #include <map>
 #include <set>
@@ -48,6 +50,13 @@ struct session {
     std::map<std::pair<std::uint64_t, std::string>, attributes> attrs;
     // The owner of a group's files, where a caller other than root made the group.
     std::map<std::uint64_t, std::pair<uid_t, gid_t>> made_by;
+    // The path of each group with an entry above (a group's path never changes: the library
+    // does not rename), so that the entries of groups the program removed itself, not through
+    // the mount, are found and dropped: swept whenever their number reaches sweep_at, which is
+    // then twice the number left. Guarded by attr_mutex.
+    std::map<std::uint64_t, std::string> kept_at;
+    std::size_t sweep_at = min_sweep;
+    static constexpr std::size_t min_sweep = 16;
     struct ::fuse* f = nullptr;
     std::thread loop;
 };
@@ -79,6 +88,51 @@ std::string file_key(char const* path, node const& n) {
     if (n.directory) return {};
     std::string_view const p(path);
     return std::string(p.substr(p.rfind('/') + 1));
+}
+
+// The path of a node's group: the node's for a directory, its parent's for a file.
+std::string group_path(char const* path, node const& n) {
+    std::string_view const p(path);
+    if (n.directory) return std::string(p);
+    std::size_t const slash = p.rfind('/');
+    return slash == 0 || slash == std::string_view::npos ? std::string("/") : std::string(p.substr(0, slash));
+}
+
+// Records that the mount keeps something for the group `serial` at `dir`; true where a sweep is
+// due. attr_mutex held.
+bool keep(session& s, std::uint64_t serial, std::string dir) {
+    s.kept_at.try_emplace(serial, std::move(dir));
+    return s.kept_at.size() >= s.sweep_at;
+}
+
+// Drops what the mount keeps for group `serial`. attr_mutex held.
+void forget(session& s, std::uint64_t serial) noexcept {
+    s.made_by.erase(serial);
+    s.attrs.erase(s.attrs.lower_bound({serial, std::string()}), s.attrs.lower_bound({serial + 1, std::string()}));
+    s.kept_at.erase(serial);
+}
+
+// Drops what the mount keeps for groups that are gone (removed by the program: the mount sees
+// no rmdir then). A serial is never reused, so a group found gone stays gone.
+void sweep(session& s) noexcept {
+    try {
+        std::vector<std::pair<std::uint64_t, std::string>> groups;
+        {
+            std::lock_guard g(s.attr_mutex);
+            groups.assign(s.kept_at.begin(), s.kept_at.end());
+        }
+        std::vector<std::uint64_t> gone;
+        for (auto const& [serial, path] : groups) {
+            node n;
+            std::error_code const ec = s.ops->stat(path, n);
+            if (ec == std::errc::no_such_file_or_directory || (!ec && n.serial != serial)) gone.push_back(serial);
+        }
+        std::lock_guard g(s.attr_mutex);
+        for (std::uint64_t serial : gone) forget(s, serial);
+        s.sweep_at = std::max(session::min_sweep, 2 * s.kept_at.size());
+    } catch (...) {
+        // No memory for the sweep: the entries stay until the next one.
+    }
 }
 
 // The mode and owner a node shows: the kernel's defaults, then what the mount keeps for it.
@@ -126,14 +180,19 @@ int change_attributes(char const* path, Change change) {
     session& s = self();
     node n;
     if (std::error_code ec = s.ops->stat(path, n)) return fail(ec);
+    bool due = false;
     try {
         session::attributes a = attributes_of(s, path, n);
         change(a);
+        std::string dir = group_path(path, n);
+        std::string key = file_key(path, n);
         std::lock_guard g(s.attr_mutex);
-        s.attrs[{n.serial, file_key(path, n)}] = a;
+        due = keep(s, n.serial, std::move(dir));  // first: a group without its path would never be swept
+        s.attrs[{n.serial, std::move(key)}] = a;
     } catch (...) {
         return -ENOMEM;
     }
+    if (due) sweep(s);
     return 0;
 }
 
@@ -168,15 +227,20 @@ int on_mkdir(char const* path, mode_t mode) {
     node n;
     if ((mode & 07777) == 0755 && c->uid == 0 && c->gid == 0) return 0;
     if (s.ops->stat(path, n)) return 0;  // removed meanwhile
+    bool due = false;
     try {
-        std::lock_guard g(s.attr_mutex);
         uid_t const uid = c->uid == 0 && c->gid == 0 ? s.opt.uid : c->uid;
         gid_t const gid = c->uid == 0 && c->gid == 0 ? s.opt.gid : c->gid;
+        std::string dir = group_path(path, n);
+        std::lock_guard g(s.attr_mutex);
+        if (uid == s.opt.uid && gid == s.opt.gid && (mode & 07777) == 0755) return 0;
+        due = keep(s, n.serial, std::move(dir));
         if (uid != s.opt.uid || gid != s.opt.gid) s.made_by[n.serial] = {uid, gid};
         if ((mode & 07777) != 0755) s.attrs[{n.serial, std::string()}] = {static_cast<mode_t>(mode & 07777), uid, gid};
     } catch (...) {
         // The group exists; it shows the default mode and owner.
     }
+    if (due) sweep(s);
     return 0;
 }
 
@@ -187,8 +251,7 @@ int on_rmdir(char const* path) {
     if (std::error_code ec = s.ops->rmdir(path)) return fail(ec);
     if (known) {  // what the mount kept for the group goes with it
         std::lock_guard g(s.attr_mutex);
-        s.made_by.erase(n.serial);
-        s.attrs.erase(s.attrs.lower_bound({n.serial, std::string()}), s.attrs.lower_bound({n.serial + 1, std::string()}));
+        forget(s, n.serial);
     }
     return 0;
 }
@@ -241,7 +304,11 @@ int on_read(char const*, char* buf, size_t size, off_t off, fuse_file_info* fi) 
 }
 
 int on_write(char const* path, char const* buf, size_t size, off_t, fuse_file_info*) {
-    if (std::error_code ec = self().ops->write(path, std::string_view(buf, size))) return fail(ec);
+    // The writer, not the thread serving it: the kernel checks the writer's credentials (those
+    // of the write request; the kernel takes the opener's, the same but for a passed descriptor).
+    fuse_context const* c = ::fuse_get_context();
+    fs::caller const who{c->uid, c->gid, c->pid};
+    if (std::error_code ec = self().ops->write(path, std::string_view(buf, size), who)) return fail(ec);
     return static_cast<int>(size);
 }
 
@@ -366,6 +433,11 @@ void detach(session const& s) noexcept {
 }
 
 }  // namespace
+
+std::size_t groups_kept(session& s) noexcept {
+    std::lock_guard g(s.attr_mutex);
+    return s.kept_at.size();
+}
 
 void session_deleter::operator()(session* s) const noexcept {
     if (s == nullptr) return;

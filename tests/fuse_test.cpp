@@ -184,6 +184,33 @@ TEST_CASE("chmod and chown are kept per group, not per name: a group made again 
     CHECK(mode_of(a) == 0755);
 }
 
+TEST_CASE("what the mount keeps for groups the program removed itself is dropped", "[fuse][permissions]") {
+    H h;
+    mount_point mp(h);
+    MOUNT_OR_SKIP(mp);
+    auto chmod_group = [&](std::string const& name) {
+        C* c = nullptr;
+        REQUIRE_FALSE(h.mkdir(h.top(), name, &c));
+        REQUIRE(::chmod((mp.dir + "/" + name).c_str(), 0700) == 0);
+        return c;
+    };
+    std::vector<C*> old;
+    for (int i = 0; i < 40; ++i) old.push_back(chmod_group("old" + std::to_string(i)));
+    CHECK(mp.m.groups_kept() == 40);
+    for (C* c : old) REQUIRE_FALSE(h.rmdir(*c));  // not through the mount: it sees no rmdir
+    constexpr int live = 24;
+    for (int i = 0; i < live; ++i) chmod_group("new" + std::to_string(i));
+    CHECK(mp.m.groups_kept() <= 2 * live);  // 64 without dropping the removed ones
+    CHECK(mp.m.groups_kept() >= live);
+    struct stat st;
+    REQUIRE(::stat((mp.dir + "/new0").c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0700);
+    // Removed through the mount: dropped at once.
+    std::size_t const before = mp.m.groups_kept();
+    REQUIRE(::rmdir((mp.dir + "/new0").c_str()) == 0);
+    CHECK(mp.m.groups_kept() == before - 1);
+}
+
 TEST_CASE("one write(2) is one control-file write, its errno reaches the writer, and a read is a snapshot taken at open", "[fuse]") {
     H h;
     REQUIRE_FALSE(fs::mkdir(h, "/a"));
@@ -239,6 +266,59 @@ TEST_CASE("other users are kept out unless allow_other, and then the file modes 
     CHECK(as_nobody([&] { return open_errno(d + "/a/cpuset.effective_cpus", O_RDONLY); }) == 0);
     CHECK(as_nobody([&] { return ::mkdir((d + "/x").c_str(), 0755) == 0 ? 0 : errno; }) == EACCES);  // top is 0555
     CHECK(as_nobody([&] { return ::mkdir((d + "/a/x").c_str(), 0755) == 0 ? 0 : errno; }) == 0);
+}
+
+TEST_CASE("through the mount the kernel's attach permission is the writer's, not the host's", "[fuse][permissions]") {
+    if (::geteuid() != 0) CONTAINERS_SKIP("needs root to run a child as another user");
+    H h;
+    REQUIRE_FALSE(fs::mkdir(h, "/a"));
+    REQUIRE_FALSE(fs::mkdir(h, "/b"));
+    fuse::options o;
+    o.allow_other = true;
+    mount_point mp(h, o);
+    MOUNT_OR_SKIP(mp);
+    std::string const a = mp.dir + "/a";
+    std::string const b = mp.dir + "/b";
+    // nobody may write the files (the modes pass); the kernel's attach permission decides.
+    for (std::string const& f : {a + "/tasks", a + "/cgroup.procs", b + "/tasks"}) REQUIRE(::chown(f.c_str(), 65534, 65534) == 0);
+    test::parked_thread root_thread;  // a thread of the host, which runs as root
+    pid_t const root_process = ::fork();
+    if (root_process == 0) {
+        for (;;) ::pause();
+    }
+    REQUIRE(root_process > 0);
+    struct reaper {
+        pid_t pid;
+        ~reaper() {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+        }
+    } const reap{root_process};
+    std::string const thread_id = std::to_string(root_thread.tid());
+    std::string const process_id = std::to_string(root_process);
+    CHECK(as_nobody([&] { return write_errno(a + "/tasks", thread_id); }) == EACCES);
+    CHECK(as_nobody([&] { return write_errno(a + "/cgroup.procs", process_id); }) == EACCES);
+    CHECK(as_nobody([&] { return write_errno(a + "/tasks", process_id); }) == EACCES);
+    std::string content;
+    REQUIRE_FALSE(fs::read(h, "/a/tasks", content));
+    CHECK(content.empty());
+    // Its own process nobody may move, by id and as "0" (the writer, not a thread serving it).
+    CHECK(as_nobody([&] {
+              std::string const me = std::to_string(::getpid());
+              if (int e = write_errno(a + "/tasks", me)) return e;
+              if (int e = write_errno(a + "/cgroup.procs", "0")) return e;
+              if (int e = write_errno(b + "/tasks", "0")) return e;
+              std::FILE* f = std::fopen((b + "/tasks").c_str(), "re");
+              if (f == nullptr) return 90;
+              char line[32] = {};
+              bool const listed = std::fgets(line, sizeof line, f) != nullptr && line == me + "\n";
+              std::fclose(f);
+              return listed ? 0 : 91;
+          }) == 0);
+    // Root may move anyone's.
+    CHECK(write_errno(a + "/cgroup.procs", process_id) == 0);
+    REQUIRE_FALSE(fs::read(h, "/a/tasks", content));
+    CHECK(content == process_id + "\n");
 }
 
 TEST_CASE("concurrent shells through the mount lose no write or chmod and see no stale entry while the program changes the tree", "[fuse][concurrency]") {

@@ -29,8 +29,31 @@
 
 namespace containers::fs {
 
+/// Who makes a path operation, where that is not the calling thread but a process it serves (a
+/// FUSE request's sender): what the kernel would check of the writer. Without one, the calling
+/// thread is the writer, with the process's own credentials.
+struct caller {
+    uid_t uid = 0;  ///< effective user id (FUSE gives the fsuid, which follows it)
+    gid_t gid = 0;
+    pid_t pid = 0;  ///< the writing thread: the task that "0" names in tasks and cgroup.procs
+};
+
 namespace detail {
 using containers::detail::errno_code;
+
+/// The writer of the fs::write running on this thread, where it was given one; null otherwise.
+inline constinit thread_local caller const* tls_caller = nullptr;
+
+/// The kernel's permission to move task `id` (for cgroup.procs, its thread group's leader), as
+/// __cgroup1_procs_write checks it, for a writer given to fs::write. Without one, the task
+/// traits' validate checks the calling process when the hierarchy first meets the task.
+template <class H>
+std::error_code may_attach(typename H::id_type id) noexcept {
+    if constexpr (requires { H::traits_type::may_attach_as(uid_t{}, id); }) {
+        if (caller const* who = tls_caller) return H::traits_type::may_attach_as(who->uid, id);
+    }
+    return {};
+}
 
 /// The largest write the kernel takes in one piece (a page); more is E2BIG.
 inline constexpr std::size_t max_write = 4096;
@@ -87,7 +110,13 @@ template <class H>
 std::error_code parse_id(std::string_view value, typename H::id_type& out) noexcept {
     std::int64_t v = 0;
     if (parse::s64(parse::strip(value), v) || v < 0 || v > INT32_MAX) return errno_code(EINVAL);
-    out = v == 0 ? H::traits_type::self() : static_cast<typename H::id_type>(v);
+    if (v != 0) {
+        out = static_cast<typename H::id_type>(v);
+    } else if (tls_caller != nullptr && tls_caller->pid > 0 && H::traits_type::thread_bound) {
+        out = static_cast<typename H::id_type>(tls_caller->pid);  // the writer, not the thread serving it
+    } else {
+        out = H::traits_type::self();
+    }
     return {};
 }
 
@@ -120,6 +149,7 @@ std::vector<cftype<typename H::container>> const& core_files() {
         tasks.write = [](C& c, std::string_view value) {
             typename H::id_type id{};
             if (std::error_code ec = parse_id<H>(value, id)) return ec;
+            if (std::error_code ec = may_attach<H>(id)) return ec;
             return c.owner().attach(id, c);
         };
         v.push_back(tasks);
@@ -139,6 +169,10 @@ std::vector<cftype<typename H::container>> const& core_files() {
             typename H::id_type id{};
             if (std::error_code ec = parse_id<H>(value, id)) return ec;
             if constexpr (H::traits_type::thread_bound) {
+                // The kernel checks the writer against the group's leader.
+                pid_t const leader = tls_caller != nullptr ? tgid_of(id) : id;
+                if (leader == 0) return errno_code(ESRCH);
+                if (std::error_code ec = may_attach<H>(leader)) return ec;
                 // The kernel moves the group under its threadgroup lock: no thread starts or ends
                 // meanwhile, so the write never fails because one did. Here a thread that ended
                 // after the listing is skipped (attach_thread_group); one that ends later, while
@@ -163,6 +197,7 @@ std::vector<cftype<typename H::container>> const& core_files() {
                 }
                 return last;
             } else {
+                if (std::error_code ec = may_attach<H>(id)) return ec;
                 return c.owner().attach(id, c);
             }
         };
@@ -328,6 +363,54 @@ template <class H>
 /// as a shell's `echo VALUE > PATH` does (cgroupfs creates nothing, so only the errors differ).
 enum class open_mode { write_only, create };
 
+namespace detail {
+/// fs::write, by `who` (null: the calling thread).
+template <class H>
+std::error_code write_as(H& h, std::string_view path, std::string_view value, caller const* who, open_mode mode) noexcept {
+    // tasks and cgroup.procs find the writer here (the kernel's handlers: in of->file).
+    struct scope {
+        caller const* outer = tls_caller;
+        explicit scope(caller const* w) noexcept { tls_caller = w; }
+        ~scope() { tls_caller = outer; }
+    } const writer(who);
+    read_section rs;
+    target<H> t;
+    if (mode == open_mode::create && !path.empty() && path.front() == '/') {
+        // The VFS answers before cgroupfs: once the directories on the way resolve, O_CREAT of a
+        // name ending in '/' is EISDIR whatever it names, and a missing name is refused by the
+        // directory's permission to create (EACCES: cgroupfs has no ->create).
+        std::string_view trimmed = path;
+        while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.remove_suffix(1);
+        std::string_view parent, last;
+        if (split_last(trimmed, parent, last) && !last.empty()) {
+            target<H> dir;
+            if (std::error_code ec = resolve(h, parent, dir)) return ec;
+            if (dir.file != nullptr) return errno_code(ENOTDIR);
+            if (trimmed.size() != path.size()) return errno_code(EISDIR);
+            if (last != "." && last != ".." && resolve(h, trimmed, t) == std::errc::no_such_file_or_directory) {
+                return errno_code(EACCES);
+            }
+            t = {};
+        }
+    }
+    if (std::error_code ec = resolve_file(h, path, t)) return ec;
+    std::size_t const limit = t.file->max_write_len != 0 ? t.file->max_write_len : max_write;
+    if (value.size() > limit) return errno_code(E2BIG);
+    if (value.empty()) return {};
+    if (!t.file->write) return errno_code(EINVAL);
+    // The kernel hands handlers a NUL-terminated copy: text after a NUL byte is not seen.
+    value = value.substr(0, value.find('\0'));
+    if (std::error_code ec = run_handler(h, t, [&] { return t.file->write(*t.dir, value); })) return ec;
+    if (t.file->after_write) {
+        (void)containers::detail::guarded_call([&] {
+            t.file->after_write(*t.dir);
+            return std::error_code{};
+        });
+    }
+    return {};
+}
+}  // namespace detail
+
 /// Writes `value` to the file at `path`, as one write(2) of those bytes would, after opening it
 /// as `mode` says.
 /// Errors, in the kernel's order: from the open, ENOENT, ENOTDIR, EISDIR (a container; with
@@ -341,41 +424,19 @@ enum class open_mode { write_only, create };
 ///   its after_write runs once the lock is released. A raw cftype's handler runs unlocked.
 template <class H>
 [[nodiscard]] std::error_code write(H& h, std::string_view path, std::string_view value, open_mode mode = open_mode::write_only) noexcept {
-    read_section rs;
-    detail::target<H> t;
-    if (mode == open_mode::create && !path.empty() && path.front() == '/') {
-        // The VFS answers before cgroupfs: once the directories on the way resolve, O_CREAT of a
-        // name ending in '/' is EISDIR whatever it names, and a missing name is refused by the
-        // directory's permission to create (EACCES: cgroupfs has no ->create).
-        std::string_view trimmed = path;
-        while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.remove_suffix(1);
-        std::string_view parent, last;
-        if (detail::split_last(trimmed, parent, last) && !last.empty()) {
-            detail::target<H> dir;
-            if (std::error_code ec = detail::resolve(h, parent, dir)) return ec;
-            if (dir.file != nullptr) return detail::errno_code(ENOTDIR);
-            if (trimmed.size() != path.size()) return detail::errno_code(EISDIR);
-            if (last != "." && last != ".." && detail::resolve(h, trimmed, t) == std::errc::no_such_file_or_directory) {
-                return detail::errno_code(EACCES);
-            }
-            t = {};
-        }
-    }
-    if (std::error_code ec = detail::resolve_file(h, path, t)) return ec;
-    std::size_t const limit = t.file->max_write_len != 0 ? t.file->max_write_len : detail::max_write;
-    if (value.size() > limit) return detail::errno_code(E2BIG);
-    if (value.empty()) return {};
-    if (!t.file->write) return detail::errno_code(EINVAL);
-    // The kernel hands handlers a NUL-terminated copy: text after a NUL byte is not seen.
-    value = value.substr(0, value.find('\0'));
-    if (std::error_code ec = detail::run_handler(h, t, [&] { return t.file->write(*t.dir, value); })) return ec;
-    if (t.file->after_write) {
-        (void)containers::detail::guarded_call([&] {
-            t.file->after_write(*t.dir);
-            return std::error_code{};
-        });
-    }
-    return {};
+    return detail::write_as(h, path, value, nullptr, mode);
+}
+
+/// As write above, for a writer other than the calling thread (`who`, a FUSE request's sender),
+/// checked as the kernel checks the writer: in tasks and cgroup.procs, "0" names `who.pid`, and
+/// moving a task needs `who.uid` to be root's or the task's real or saved user id (for
+/// cgroup.procs, its thread group leader's), else EACCES, as __cgroup1_procs_write answers
+/// (where the task traits know user ids: thread_task_traits). The calling process's own
+/// permission still applies when the hierarchy first meets a task.
+template <class H>
+[[nodiscard]] std::error_code write(H& h, std::string_view path, std::string_view value, caller const& who,
+                                    open_mode mode = open_mode::write_only) noexcept {
+    return detail::write_as(h, path, value, &who, mode);
 }
 
 /// The names in the container at `path`: its children, then its files, each group sorted.

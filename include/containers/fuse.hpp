@@ -10,14 +10,15 @@
 //
 // Every operation is the path interface (control_files.hpp) underneath, from threads of the
 // host process: mkdir, rmdir, readdir (fs::list), open+read (one fs::read per open, a snapshot
-// of the file as kernfs takes for seq files), write (one write(2) is one fs::write; its errno is
-// what the writer sees). Files show the kernel's modes (0644 writable, 0444 read-only), size 0;
+// of the file as kernfs takes for seq files), write (one write(2) is one fs::write by the
+// writing process, fs::caller: "0" in tasks names the writer, and moving a task obeys the
+// kernel's rule for the writer's user id; its errno is what the writer sees). Files show the kernel's modes (0644 writable, 0444 read-only), size 0;
 // directories 0755, the top one options::top_mode (0555, as on cgroupfs), owned by options::uid
 // and gid; a group made through the mount by a caller other than root belongs to that caller,
 // files included, as cgroupfs does (cgroup_kn_set_ugid). chmod and chown change a node's mode and
 // owner as on kernfs: kept by the mount, per node (by its container's serial, so never inherited
-// by a later group of the same name), until the group is removed through the mount or the mount
-// ends; the kernel enforces them for callers other than root (default_permissions). unlink,
+// by a later group of the same name), until the group is removed (a group the program removes
+// itself is dropped at the next sweep, see mounted::groups_kept) or the mount ends; the kernel enforces them for callers other than root (default_permissions). unlink,
 // create, mknod, symlink and link are refused with the kernel's errnos; O_TRUNC is accepted.
 // rename answers with cgroup1_rename's errnos (ENOTDIR for a file, EIO across parents, EEXIST,
 // EINVAL), except that renaming a group in place, which the kernel does, is EPERM: a container's
@@ -28,6 +29,7 @@
 // directory answering ENOTCONN: `fusermount3 -u DIR` (or `umount -l DIR` as root) removes it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -70,7 +72,8 @@ public:
     virtual std::error_code mkdir(std::string_view path) noexcept = 0;
     virtual std::error_code rmdir(std::string_view path) noexcept = 0;
     virtual std::error_code read(std::string_view path, std::string& out) noexcept = 0;
-    virtual std::error_code write(std::string_view path, std::string_view value) noexcept = 0;
+    /// `who`: the writing process, checked as the kernel checks the writer (fs::write).
+    virtual std::error_code write(std::string_view path, std::string_view value, fs::caller const& who) noexcept = 0;
     virtual std::error_code list(std::string_view path, std::vector<std::string>& out) noexcept = 0;
 };
 
@@ -98,8 +101,8 @@ public:
     std::error_code mkdir(std::string_view path) noexcept override { return fs::mkdir(h_, path); }
     std::error_code rmdir(std::string_view path) noexcept override { return fs::rmdir(h_, path); }
     std::error_code read(std::string_view path, std::string& out) noexcept override { return fs::read(h_, path, out); }
-    std::error_code write(std::string_view path, std::string_view value) noexcept override {
-        return fs::write(h_, path, value);
+    std::error_code write(std::string_view path, std::string_view value, fs::caller const& who) noexcept override {
+        return fs::write(h_, path, value, who);
     }
     std::error_code list(std::string_view path, std::vector<std::string>& out) noexcept override {
         return fs::list(h_, path, out);
@@ -108,6 +111,9 @@ public:
 private:
     H& h_;
 };
+
+/// The number of groups the session keeps a mode or owner for (mounted::groups_kept).
+std::size_t groups_kept(session& s) noexcept;
 
 /// Mounts `ops` at `dir` and starts serving (defined in the containers::fuse library).
 std::unique_ptr<session, session_deleter> start(std::unique_ptr<operations> ops, std::string const& dir,
@@ -134,6 +140,11 @@ public:
     /// detached mount gets ENOTCONN from then on. Idempotent.
     void unmount() noexcept { s_.reset(); }
     [[nodiscard]] bool active() const noexcept { return s_ != nullptr; }
+    /// The number of groups for which the mount keeps a mode or owner (chmod, chown, mkdir by
+    /// another user); 0 when not active. A group removed through the mount is dropped at once;
+    /// one the program removes itself, at the next sweep: the count stays below twice the
+    /// groups still there, or 16. For tests and monitoring.
+    [[nodiscard]] std::size_t groups_kept() const noexcept { return s_ ? detail::groups_kept(*s_) : 0; }
 
 private:
     std::unique_ptr<detail::session, detail::session_deleter> s_;

@@ -180,6 +180,17 @@ struct thread_task_traits {
         if (int e = may_attach(tid)) return detail::errno_code(e);
         return {};
     }
+    /// Whether a writer whose effective user id is `euid` may move thread `tid`, by the kernel's
+    /// rule for cgroup v1 (__cgroup1_procs_write): `euid` is root's, or the thread's real or saved
+    /// user id. For a writer other than the calling process (a FUSE request's sender).
+    /// Errors: EACCES (not permitted), ESRCH (not positive; for a writer other than root, no such
+    ///   thread), ENOMEM.
+    static std::error_code may_attach_as(uid_t euid, id_type tid) noexcept {
+        if (tid <= 0) return detail::errno_code(ESRCH);
+        if (int e = may_attach_uid(euid, tid)) return detail::errno_code(e);
+        return {};
+    }
+
     /// False once the thread has exited: gone, or a zombie (state Z or X), which the kernel no
     /// longer lists. Where /proc cannot be read (no fd left), true: a task is never dropped on a
     /// guess.
@@ -381,7 +392,13 @@ private:
         char path[64];
         std::snprintf(path, sizeof path, "/proc/self/task/%d", static_cast<int>(tid));
         if (::access(path, F_OK) == 0) return 0;  // a thread of this process
-        uid_t const me = ::geteuid();
+        return may_attach_uid(::geteuid(), tid);
+    }
+
+    // may_attach for a writer of effective user id `me`, without the shortcut for the calling
+    // process's own threads.
+    static int may_attach_uid(uid_t me, id_type tid) noexcept {
+        char path[64];
         if (me == 0) return 0;
         std::snprintf(path, sizeof path, "/proc/%d/task/%d/status", static_cast<int>(tid), static_cast<int>(tid));
         std::FILE* f = std::fopen(path, "re");

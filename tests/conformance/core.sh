@@ -85,6 +85,15 @@ step "its owner lists it at 700" "chmod 700 a && $nobody ls a"
 step "nobody lists it at 700" "chown 0:0 a && $nobody ls a"
 step "chmod and chown back" "chmod 755 a && chmod 644 a/notify_on_release a/pids.current && stat -c '%a %u %g %n' a a/notify_on_release a/pids.current"
 
+# Moving a task: the writer's effective user id must be root's or the task's real or saved one
+# (cgroup v1's __cgroup1_procs_write), whoever owns the file; "0" names the writer.
+step "nobody's group" "mkdir w && chown -R 65534:65534 w && stat -c '%u %g %n' w w/tasks w/cgroup.procs"
+step "nobody moves root's task" "$nobody bash -c 'echo $pid > w/tasks'; cat w/tasks"
+step "nobody moves root's process" "$nobody bash -c 'echo $pid > w/cgroup.procs'; cat w/tasks"
+step "nobody moves its own" "$nobody bash -c 'sleep 300 & s=\$!; echo \$s > w/tasks; r=\$?; grep -cx \$s w/tasks; kill \$s; exit \$r'"
+step "nobody moves itself" "$nobody bash -c 'echo 0 > w/tasks && grep -cx \$\$ w/tasks && echo 0 > w/cgroup.procs'"
+step "rmdir nobody's group" rmdir w
+
 step "rmdir busy (child, task)" rmdir a
 step "rmdir a file" rmdir a/tasks
 step "rmdir ." "cd a/b && rmdir ."
