@@ -33,7 +33,7 @@ set -e
 err=$(cat /tmp/cgsh_err.$$); rm -f /tmp/cgsh_err.$$
 [ "$status" -eq 1 ] || fail "exit status $status, expected 1"
 mapfile -t lines <<<"$out"
-files='cgroup.clone_children\ncgroup.procs\ncpuacct.stat\ncpuacct.usage\ncpuacct.usage_sys\ncpuacct.usage_user\ncpuset.cpu_exclusive\ncpuset.cpus\ncpuset.effective_cpus\ncpuset.effective_mems\ncpuset.mem_exclusive\ncpuset.mem_hardwall\ncpuset.memory_migrate\ncpuset.memory_pressure\ncpuset.memory_spread_page\ncpuset.memory_spread_slab\ncpuset.mems\ncpuset.sched_load_balance\ncpuset.sched_relax_domain_level\nfreezer.parent_freezing\nfreezer.self_freezing\nfreezer.state\nnotify_on_release\npids.current\npids.events\npids.max\npids.peak\ntasks\n'
+files='cgroup.clone_children\ncgroup.procs\ncpu.cfs_burst_us\ncpu.cfs_period_us\ncpu.cfs_quota_us\ncpu.shares\ncpu.stat\ncpuacct.stat\ncpuacct.usage\ncpuacct.usage_sys\ncpuacct.usage_user\ncpuset.cpu_exclusive\ncpuset.cpus\ncpuset.effective_cpus\ncpuset.effective_mems\ncpuset.mem_exclusive\ncpuset.mem_hardwall\ncpuset.memory_migrate\ncpuset.memory_pressure\ncpuset.memory_spread_page\ncpuset.memory_spread_slab\ncpuset.mems\ncpuset.sched_load_balance\ncpuset.sched_relax_domain_level\nfreezer.parent_freezing\nfreezer.self_freezing\nfreezer.state\nnotify_on_release\npids.current\npids.events\npids.max\npids.peak\ntasks\n'
 expected=(
   "ok"
   "err EEXIST"
