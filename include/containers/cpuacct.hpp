@@ -39,8 +39,9 @@
 // Logical tasks (a runtime's coroutines): there is no clock to read; the runtime reports the
 // time each task ran with charge(), and the same files show it.
 //
-// Locking: every operation and file handler takes the hierarchy's manage lock (the hooks run
-// with it held); the counters and the per-thread baselines are guarded by it. Reading does
+// Locking: every operation takes the hierarchy's manage lock (the hooks run with it held, the
+// files are subsystem_files whose handlers the path interface runs under it and which call the
+// *_locked forms); the counters and the per-thread baselines are guarded by it. Reading does
 // system calls under the manage lock, one per thread of the subtree (two more for stat).
 #pragma once
 
@@ -287,11 +288,65 @@ public:
     /// Errors: ENODEV (removed). Locking: takes the manage lock.
     [[nodiscard]] std::error_code reset(container& c) noexcept {
         auto lock = c.owner().manage_lock();
+        return reset_locked(c);
+    }
+
+    // ---- one setter and one getter per file ----------------------------------------------------
+    //
+    // Each file's handler calls the *_locked form, under the manage lock that the path interface
+    // holds (subsystem_files): the file and the typed call answer alike, with the same errno.
+    // Errors (all): ENODEV (`c` removed); set_usage: EINVAL (a value other than 0).
+    // Locking: the plain forms take the manage lock; the *_locked forms require it (asserted).
+    // Complexity: as usage() (get_usage) and usage_user() (the others).
+
+    /// cpuacct.usage: writing 0 resets `c` (reset()), any other value is EINVAL, as the kernel's
+    ///   cpuusage_write.
+    [[nodiscard]] std::error_code set_usage(container& c, std::uint64_t value) noexcept {
+        auto lock = c.owner().manage_lock();
+        return set_usage_locked(c, value);
+    }
+    [[nodiscard]] std::error_code set_usage_locked(container& c, std::uint64_t value) noexcept {
+        assert(c.owner().manage_lock_held());
+        if (c.removed()) return containers::detail::errno_code(ENODEV);
+        if (value != 0) return containers::detail::errno_code(EINVAL);
+        return reset_locked(c);
+    }
+    [[nodiscard]] std::error_code reset_locked(container& c) noexcept {
+        assert(c.owner().manage_lock_held());
         if (c.removed()) return containers::detail::errno_code(ENODEV);
         if (c.is_top()) return {};
         flush(c, true);
         state_of(c) = state{};
         return {};
+    }
+    /// cpuacct.usage, cpuacct.usage_user, cpuacct.usage_sys (ns) and cpuacct.stat (USER_HZ).
+    [[nodiscard]] std::error_code get_usage(container& c, std::uint64_t& out) noexcept {
+        auto lock = c.owner().manage_lock();
+        return get_usage_locked(c, out);
+    }
+    [[nodiscard]] std::error_code get_usage_user(container& c, std::uint64_t& out) noexcept {
+        auto lock = c.owner().manage_lock();
+        return get_usage_user_locked(c, out);
+    }
+    [[nodiscard]] std::error_code get_usage_sys(container& c, std::uint64_t& out) noexcept {
+        auto lock = c.owner().manage_lock();
+        return get_usage_sys_locked(c, out);
+    }
+    [[nodiscard]] std::error_code get_stat(container& c, cpu_stat& out) noexcept {
+        auto lock = c.owner().manage_lock();
+        return get_stat_locked(c, out);
+    }
+    [[nodiscard]] std::error_code get_usage_locked(container& c, std::uint64_t& out) noexcept {
+        return get_locked(c, false, [&](state const& s) { out = s.usage; });
+    }
+    [[nodiscard]] std::error_code get_usage_user_locked(container& c, std::uint64_t& out) noexcept {
+        return get_locked(c, true, [&](state const& s) { out = s.user; });
+    }
+    [[nodiscard]] std::error_code get_usage_sys_locked(container& c, std::uint64_t& out) noexcept {
+        return get_locked(c, true, [&](state const& s) { out = s.sys; });
+    }
+    [[nodiscard]] std::error_code get_stat_locked(container& c, cpu_stat& out) noexcept {
+        return get_locked(c, true, [&](state const& s) { out = split(s); });
     }
 
     /// Effects: for logical tasks, which have no clock the library could read: the runtime
@@ -320,7 +375,16 @@ private:
                                   // may name another one later; never charged again
     };
 
-    static basic_cpuacct& self(container& c) noexcept { return *c.owner().template subsystem<basic_cpuacct>(); }
+    // Charges the subtree up to now (user and system time too with `ticks`), then reads `c`'s
+    // counters. Manage lock held.
+    template <class F>
+    std::error_code get_locked(container& c, bool ticks, F read) noexcept {
+        assert(c.owner().manage_lock_held());
+        if (c.removed()) return containers::detail::errno_code(ENODEV);
+        flush(c, ticks);
+        read(state_of(c));
+        return {};
+    }
     static state& state_of(container const& c) noexcept { return c.owner().template state_of<basic_cpuacct>(c); }
 
     static void add(container& c, std::uint64_t ns, std::uint64_t user_ns, std::uint64_t sys_ns) noexcept {
@@ -415,28 +479,29 @@ private:
     std::unordered_map<id_type, record> records_;  // manage lock: threads only
 };
 
+// Every handler calls the typed *_locked form of its file, under the manage lock that the path
+// interface holds (subsystem_files).
 template <class H>
 template <class C>
 std::vector<cftype<C>> const& basic_cpuacct<H>::files() {
     static std::vector<cftype<C>> const all = [] {
         using ca = basic_cpuacct<H>;
-        std::vector<cftype<C>> v;
-        v.push_back(u64_file<C>(
-            "cpuacct.usage", [](C& c) { return ca::self(c).usage(c); },
-            [](C& c, std::uint64_t value) {
-                if (value != 0) return containers::detail::errno_code(EINVAL);  // as cpuusage_write
-                return ca::self(c).reset(c);
-            }));
-        v.push_back(u64_file<C>("cpuacct.usage_user", [](C& c) { return ca::self(c).usage_user(c); }));
-        v.push_back(u64_file<C>("cpuacct.usage_sys", [](C& c) { return ca::self(c).usage_sys(c); }));
-        cftype<C> stat;
-        stat.name = "cpuacct.stat";
-        stat.read = [](C& c, std::string& out) {
-            cpu_stat const s = ca::self(c).stat(c);
-            out += "user " + std::to_string(s.user) + "\nsystem " + std::to_string(s.system) + "\n";
-            return std::error_code{};
+        using typed = subsystem_files<ca, C>;
+        using get_ns = std::error_code (ca::*)(container&, std::uint64_t&) noexcept;
+        auto ns_get = [](get_ns get) {
+            return [get](ca& s, state&, C& c, std::uint64_t& out) { return (s.*get)(c, out); };
         };
-        v.push_back(std::move(stat));
+        std::vector<cftype<C>> v;
+        v.push_back(typed::template number<std::uint64_t>("cpuacct.usage", ns_get(&ca::get_usage_locked),
+                                                          [](ca& s, state&, C& c, std::uint64_t value) { return s.set_usage_locked(c, value); }));
+        v.push_back(typed::template number<std::uint64_t>("cpuacct.usage_user", ns_get(&ca::get_usage_user_locked)));
+        v.push_back(typed::template number<std::uint64_t>("cpuacct.usage_sys", ns_get(&ca::get_usage_sys_locked)));
+        v.push_back(typed::file("cpuacct.stat", [](ca& s, state&, C& c, std::string& out) {
+            cpu_stat st;
+            if (std::error_code ec = s.get_stat_locked(c, st)) return ec;
+            out += "user " + std::to_string(st.user) + "\nsystem " + std::to_string(st.system) + "\n";
+            return std::error_code{};
+        }));
         return v;
     }();
     return all;

@@ -43,12 +43,14 @@
 // freezing group. Such a group reads FROZEN as soon as it is freezing: the library cannot see a
 // task that the runtime is running at that moment.
 //
-// Locking: file handlers and the typed operations take the manage lock; the hooks run with it
-// (attach and fork with the callback lock too). Per-task records are guarded by the manage lock;
+// Locking: the typed operations take the manage lock; the files are subsystem_files, whose
+// handlers the path interface runs under it and which call the *_locked forms; the hooks run
+// with it (attach and fork with the callback lock too). Per-task records are guarded by the manage lock;
 // each group's `freezing` flag is also published for lock-free reads.
 #pragma once
 
 #include <atomic>
+#include <cassert>
 #include <cerrno>
 #include <climits>
 #include <cstdint>
@@ -391,10 +393,15 @@ public:
     /// Locking: takes the manage lock, and the callback lock at the moment of change.
     /// Complexity: O(containers and tasks below `c`), one signal per thread that freezes.
     [[nodiscard]] std::error_code set_state(container& c, freezer_state to) noexcept {
+        auto lock = c.owner().manage_lock();
+        return set_state_locked(c, to);
+    }
+    /// set_state with the manage lock held (asserted): what freezer.state's handler calls.
+    [[nodiscard]] std::error_code set_state_locked(container& c, freezer_state to) noexcept {
+        assert(c.owner().manage_lock_held());
         if (to == freezer_state::freezing || c.is_top()) return detail::errno_code(EINVAL);
         bool const freeze = to == freezer_state::frozen;
         H& h = c.owner();
-        auto lock = h.manage_lock();
         if (c.removed()) return detail::errno_code(ENODEV);
         if constexpr (thread_bound) {
             if (freeze) {  // phase one: every gate that the change needs
@@ -434,6 +441,39 @@ public:
         return state_of(c).parent_freezing;
     }
 
+    // ---- one getter per file, as cpuset's -------------------------------------------------------
+    //
+    // The forms the files call (set_state_locked above is freezer.state's setter): the file and
+    // the typed call answer alike. Errors: ENODEV (`c` removed). Locking: the plain forms take the
+    // manage lock, the *_locked forms require it (asserted).
+
+    /// freezer.state, as get_state(c).
+    [[nodiscard]] std::error_code get_state(container& c, freezer_state& out) noexcept {
+        auto lock = c.owner().manage_lock();
+        return get_state_locked(c, out);
+    }
+    [[nodiscard]] std::error_code get_state_locked(container& c, freezer_state& out) noexcept {
+        assert(c.owner().manage_lock_held());
+        if (c.removed()) return detail::errno_code(ENODEV);
+        out = state_locked(c);
+        return {};
+    }
+    /// freezer.self_freezing and freezer.parent_freezing.
+    [[nodiscard]] std::error_code get_self_freezing(container& c, bool& out) noexcept {
+        auto lock = c.owner().manage_lock();
+        return get_self_freezing_locked(c, out);
+    }
+    [[nodiscard]] std::error_code get_parent_freezing(container& c, bool& out) noexcept {
+        auto lock = c.owner().manage_lock();
+        return get_parent_freezing_locked(c, out);
+    }
+    [[nodiscard]] std::error_code get_self_freezing_locked(container& c, bool& out) noexcept {
+        return get_flag_locked(c, &state::self_freezing, out);
+    }
+    [[nodiscard]] std::error_code get_parent_freezing_locked(container& c, bool& out) noexcept {
+        return get_flag_locked(c, &state::parent_freezing, out);
+    }
+
     /// Whether `c` is freezing (self or an ancestor). Lock-free: for a runtime's scheduler.
     [[nodiscard]] static bool freezing(container const& c) noexcept {
         return state_of(c).freezing.load(std::memory_order_acquire);
@@ -465,8 +505,14 @@ public:
     }
 
 private:
-    static basic_freezer& self(container const& c) noexcept { return *c.owner().template subsystem<basic_freezer>(); }
     static state& state_of(container const& c) noexcept { return c.owner().template state_of<basic_freezer>(c); }
+
+    static std::error_code get_flag_locked(container& c, bool state::*flag, bool& out) noexcept {
+        assert(c.owner().manage_lock_held());
+        if (c.removed()) return detail::errno_code(ENODEV);
+        out = state_of(c).*flag;
+        return {};
+    }
 
     // A gate for thread `tid`. Manage lock held.
     std::error_code ensure_cell(id_type tid) noexcept {
@@ -564,31 +610,37 @@ private:
     std::unordered_map<id_type, std::uint32_t> cells_;      // manage lock: task -> its gate
 };
 
+// Every handler calls the typed *_locked form of its file, under the manage lock that the path
+// interface holds (subsystem_files).
 template <class H>
 template <class C>
 std::vector<cftype<C>> const& basic_freezer<H>::files() {
     static std::vector<cftype<C>> const all = [] {
         using fz = basic_freezer<H>;
+        using typed = subsystem_files<fz, C>;
         std::vector<cftype<C>> v;
-        cftype<C> st;
-        st.name = "freezer.state";
+        cftype<C> st = typed::file(
+            "freezer.state",
+            [](fz& f, state&, C& c, std::string& out) {
+                static constexpr std::string_view names[] = {"THAWED\n", "FREEZING\n", "FROZEN\n"};
+                freezer_state now{};
+                if (std::error_code ec = f.get_state_locked(c, now)) return ec;
+                out += names[static_cast<int>(now)];
+                return std::error_code{};
+            },
+            [](fz& f, state&, C& c, std::string_view value) {
+                value = parse::strip(value);
+                if (value == "FROZEN") return f.set_state_locked(c, freezer_state::frozen);
+                if (value == "THAWED") return f.set_state_locked(c, freezer_state::thawed);
+                return detail::errno_code(EINVAL);
+            });
         st.scope = cftype<C>::where::not_top;
-        st.read = [](C& c, std::string& out) {
-            static constexpr std::string_view names[] = {"THAWED\n", "FREEZING\n", "FROZEN\n"};
-            out += names[static_cast<int>(fz::self(c).get_state(c))];
-            return std::error_code{};
-        };
-        st.write = [](C& c, std::string_view value) {
-            value = parse::strip(value);
-            if (value == "FROZEN") return fz::self(c).set_state(c, freezer_state::frozen);
-            if (value == "THAWED") return fz::self(c).set_state(c, freezer_state::thawed);
-            return detail::errno_code(EINVAL);
-        };
         v.push_back(st);
-        cftype<C> self_f = flag_file<C>("freezer.self_freezing", [](C& c) { return fz::self(c).self_freezing(c); });
+        cftype<C> self_f = typed::flag("freezer.self_freezing", [](fz& f, state&, C& c, bool& out) { return f.get_self_freezing_locked(c, out); });
         self_f.scope = cftype<C>::where::not_top;
         v.push_back(self_f);
-        cftype<C> parent_f = flag_file<C>("freezer.parent_freezing", [](C& c) { return fz::self(c).parent_freezing(c); });
+        cftype<C> parent_f =
+            typed::flag("freezer.parent_freezing", [](fz& f, state&, C& c, bool& out) { return f.get_parent_freezing_locked(c, out); });
         parent_f.scope = cftype<C>::where::not_top;
         v.push_back(parent_f);
         return v;

@@ -1,8 +1,12 @@
 // libFuzzer harness for the path interface: each input is a sequence of operations (mkdir,
-// rmdir, read, write, list, attach, fork, exit, a cpuacct charge) on a small space of paths and
-// values, run against one hierarchy of logical tasks with pids and cpuacct registered; after each,
-// the invariants are checked: the tree is consistent with the count, every task is in exactly one
-// live container, the index agrees, and pids.current is the number of tasks of each subtree.
+// rmdir, read, write, list, attach, fork, exit, a cpuacct charge, a typed setter of pids, cpuacct
+// or freezer) on a small space of paths and values, run against one hierarchy of logical tasks
+// with cpuacct, pids and freezer registered; after each, the invariants are checked: the tree is
+// consistent with the count, every task is in exactly one live container, the index agrees,
+// pids.current is the number of tasks of each subtree, a group is freezing exactly when it or an
+// ancestor was frozen (so a child of a FROZEN group reads FROZEN) and its tasks may not run,
+// cpuacct's usage is user + system time, and every file of the three reads what its typed getter
+// returns.
 // Build: clang++-14 -fsanitize=fuzzer,address,undefined (CONTAINERS_BUILD_FUZZERS=ON).
 #include <containers/containers.hpp>
 #include <containers/pids.hpp>
@@ -87,12 +91,70 @@ void check(H& h) {
         // cpuacct: logical tasks are charged user + system, so usage is their sum everywhere.
         auto const& acct = h.state_of<containers::basic_cpuacct<H>>(c);
         if (acct.usage != acct.user + acct.sys) std::abort();
+        if (pids::limit(c) < 0 || pids::limit(c) > pids::max_limit) std::abort();
         for (auto const& t : containers::views::tasks(c)) {
             ++tasks;
             if (&t.container() != &c || h.find_task(t.id) != &t) std::abort();
+            if (F::may_run(h, t.id) == F::freezing(c)) std::abort();
         }
     }
     if (containers != h.size() || tasks != h.task_count()) std::abort();
+}
+
+// Every file of pids, cpuacct and freezer reads what its typed getter returns, and a child of a
+// FROZEN group reads FROZEN. Without the manage lock (the file handlers and getters take it).
+void check_files(H& h, containers::basic_cpuacct<H>& ca, F& fz) {
+    std::vector<C*> all;
+    {
+        auto lock = h.manage_lock();
+        for (C& c : containers::views::subtree(h.top())) all.push_back(&c);
+    }
+    auto file = [&](C& c, char const* name) {
+        std::string out;
+        if (containers::fs::read(h, h.path(c) + (c.is_top() ? "" : "/") + name, out)) std::abort();
+        return out;
+    };
+    auto line = [](auto n) { return std::to_string(n) + "\n"; };
+    for (C* c : all) {
+        std::uint64_t ns = 0;
+        if (ca.get_usage(*c, ns) || file(*c, "cpuacct.usage") != line(ns)) std::abort();
+        if (ca.get_usage_user(*c, ns) || file(*c, "cpuacct.usage_user") != line(ns)) std::abort();
+        if (ca.get_usage_sys(*c, ns) || file(*c, "cpuacct.usage_sys") != line(ns)) std::abort();
+        containers::basic_cpuacct<H>::cpu_stat st;
+        if (ca.get_stat(*c, st) || file(*c, "cpuacct.stat") != "user " + std::to_string(st.user) + "\nsystem " + line(st.system)) {
+            std::abort();
+        }
+        if (c->is_top()) continue;
+        std::int64_t const max = pids::limit(*c);
+        if (file(*c, "pids.max") != (max == pids::max_limit ? std::string("max\n") : line(max))) std::abort();
+        if (file(*c, "pids.current") != line(pids::current(*c)) || file(*c, "pids.peak") != line(pids::peak(*c))) std::abort();
+        if (file(*c, "pids.events") != "max " + line(pids::events(*c))) std::abort();
+        containers::freezer_state now{};
+        bool self = false, parent = false;
+        if (fz.get_state(*c, now) || fz.get_self_freezing(*c, self) || fz.get_parent_freezing(*c, parent)) std::abort();
+        static constexpr char const* names[] = {"THAWED\n", "FREEZING\n", "FROZEN\n"};
+        if (file(*c, "freezer.state") != names[static_cast<int>(now)]) std::abort();
+        if (file(*c, "freezer.self_freezing") != line(int{self}) || file(*c, "freezer.parent_freezing") != line(int{parent})) std::abort();
+        // Logical tasks: a group is FROZEN as soon as it is freezing, and THAWED otherwise.
+        if (now != (self || parent ? containers::freezer_state::frozen : containers::freezer_state::thawed)) std::abort();
+        if (!c->parent()->is_top() && fz.get_state(*c->parent()) == containers::freezer_state::frozen && now != containers::freezer_state::frozen) {
+            std::abort();
+        }
+    }
+}
+
+// A typed setter on the container at a path, with a value from a small space of edges.
+void typed_set(H& h, input& in, containers::basic_cpuacct<H>& ca, F& fz) {
+    static constexpr std::int64_t limits[] = {-1, 0, 1, 2, 3, pids::max_limit - 1, pids::max_limit, pids::max_limit + 1, INT64_MIN};
+    containers::read_section rs;
+    C* c = nullptr;
+    if (h.lookup(path(in), c)) return;
+    std::uint8_t const b = in.byte();
+    switch (b % 3) {
+        case 0: (void)pids::set_limit(*c, limits[in.byte() % std::size(limits)]); break;
+        case 1: (void)ca.set_usage(*c, in.byte() % 2 == 0 ? 0 : in.byte()); break;
+        case 2: (void)fz.set_state(*c, static_cast<containers::freezer_state>(in.byte() % 3)); break;
+    }
 }
 
 }  // namespace
@@ -109,7 +171,7 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
     std::string out;
     std::vector<std::string> names;
     while (in.size > 0) {
-        switch (in.byte() % 9) {
+        switch (in.byte() % 10) {
             case 0: (void)containers::fs::mkdir(h, path(in)); break;
             case 1: (void)containers::fs::rmdir(h, path(in)); break;
             case 2: (void)containers::fs::read(h, path(in), out); break;
@@ -127,8 +189,10 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
             case 6: (void)h.fork(in.byte() % 8, in.byte() % 16); break;
             case 7: (void)h.exit(in.byte() % 16); break;
             case 8: cpuacct.subsystem().charge(h, in.byte() % 16, in.byte(), in.byte()); break;
+            case 9: typed_set(h, in, cpuacct.subsystem(), fz.subsystem()); break;
         }
         check(h);
+        check_files(h, cpuacct.subsystem(), fz.subsystem());
     }
     return 0;
 }
