@@ -1,6 +1,7 @@
 // freezer: what a frozen thread may hold and what the thaw may not need. A thaw completes while
 // a thread that holds the manage lock waits for a lock of libc's held by a frozen thread; a
-// thread inside a library-internal mutex section is not parked until it leaves it.
+// thread inside a library-internal mutex section is not parked until it leaves it; each freeze is a
+// new generation of a thread's gate, and a thread parked on it holds a reference.
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
@@ -8,8 +9,10 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <mutex>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -128,5 +131,66 @@ TEST_CASE("a thread inside a library-internal mutex section is not frozen until 
     REQUIRE_FALSE(fz.subsystem().set_state(*cold, freezer_state::thawed));
     REQUIRE(within(20000, [&] { return left.load(); }));
     if (!noted) phase = 3;
+    t.join();
+}
+
+namespace {
+
+// The pool index of the frozen gate of thread `tid` (the freezer's map is private), or -1.
+long frozen_gate_of(pid_t tid) {
+    std::lock_guard g(detail::freezing::pool.mutex);
+    for (std::uint32_t i = 0; i < detail::freezing::pool.used; ++i) {
+        detail::freezing::cell* c = detail::freezing::find(i);
+        if (c->tid == tid && detail::freezing::is_frozen(c->word.load())) return i;
+    }
+    return -1;
+}
+
+}  // namespace
+
+TEST_CASE("each freeze starts a new generation of a thread's gate, and a thread parked after putting it off holds its gate",
+          "[freezer][threads][gate]") {
+    H h;
+    subsystem_handle<freezer, H> fz;
+    C* cold = nullptr;
+    REQUIRE_FALSE(h.register_subsystem(fz));
+    REQUIRE_FALSE(h.mkdir(h.top(), "cold", &cold));
+    std::atomic<int> phase{0};  // 1: it is in a read section; 2: leave it (and park)
+    std::atomic<bool> left{false};
+    std::atomic<pid_t> tid{0};
+    std::thread t([&] {
+        tid = thread_task_traits::self();
+        {
+            read_section rs;
+            phase = 1;
+            while (phase != 2) std::this_thread::yield();
+        }  // pays the freeze it owes: parks here
+        left = true;
+    });
+    REQUIRE(within(20000, [&] { return phase == 1; }));
+    REQUIRE_FALSE(h.attach(tid.load(), *cold));
+    REQUIRE_FALSE(fz.subsystem().set_state(*cold, freezer_state::frozen));
+    long const index = frozen_gate_of(tid);
+    REQUIRE(index >= 0);
+    detail::freezing::cell* c = detail::freezing::find(static_cast<std::uint32_t>(index));
+    std::uint32_t const first = c->word.load();
+    // A thaw and a freeze again: a park (or a reader of `parked`) from the first freeze must not
+    // match the second, so the words differ.
+    REQUIRE_FALSE(fz.subsystem().set_state(*cold, freezer_state::thawed));
+    REQUIRE_FALSE(fz.subsystem().set_state(*cold, freezer_state::frozen));
+    CHECK(c->word.load() != first);
+    CHECK(detail::freezing::is_frozen(c->word.load()));
+    // The handler found it in a read section: it owes the freeze, and pays it on leaving. Parked
+    // that way it holds a reference on its gate, so that the gate is not handed to another thread
+    // while it may still write to it.
+    REQUIRE(within(20000, [&] { return c->pending.load() == 0; }));  // both signals handled: owed
+    phase = 2;
+    // (No state read before it parks: a read would send the signal again.)
+    REQUIRE(within(20000, [&] { return c->parked.load() == c->word.load(); }));
+    CHECK(c->pending.load() == 1);
+    CHECK(fz.subsystem().get_state(*cold) == freezer_state::frozen);
+    CHECK_FALSE(left);
+    REQUIRE_FALSE(fz.subsystem().set_state(*cold, freezer_state::thawed));
+    REQUIRE(within(20000, [&] { return left.load(); }));
     t.join();
 }
