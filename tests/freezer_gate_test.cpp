@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
+#include <utility>
 
 using namespace containers;
 using test::C;
@@ -31,6 +32,18 @@ bool within(int ms, std::function<bool()> const& done) {
     }
     return done();
 }
+
+// Runs `f` on leaving the scope, a failed REQUIRE included (releases and joins a test's thread).
+class finally {
+public:
+    explicit finally(std::function<void()> f) : f_(std::move(f)) {}
+    ~finally() { f_(); }
+    finally(finally const&) = delete;
+    finally& operator=(finally const&) = delete;
+
+private:
+    std::function<void()> f_;
+};
 
 // Runs `body` in a forked child that is killed by SIGALRM after `seconds`: a deadlock there ends
 // as a failure here instead of hanging the test. The child's exit status, or 128 + the signal.
@@ -112,11 +125,18 @@ TEST_CASE("a thread inside a library-internal mutex section is not frozen until 
             detail::no_freeze section;  // as around the cell pool's, the registry's, cpuset's mutexes
             phase = 1;
             // The signal came and the handler put the park off (it left a note to pay on leaving).
-            while (detail::tls_after_last_unlock.load(std::memory_order_relaxed) == nullptr && phase != 3) std::this_thread::yield();
+            while (detail::tls_after_last_unlock.load(std::memory_order_relaxed) == nullptr && phase != 3) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
             if (phase != 3) phase = 2;
-            while (phase != 3) std::this_thread::yield();
+            while (phase != 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
         }  // parks here
         left = true;
+    });
+    finally release([&] {
+        phase = 3;
+        (void)fz.subsystem().set_state(*cold, freezer_state::thawed);
+        t.join();
     });
     REQUIRE(within(20000, [&] { return tid != 0; }));
     REQUIRE_FALSE(h.attach(tid.load(), *cold));
@@ -130,8 +150,6 @@ TEST_CASE("a thread inside a library-internal mutex section is not frozen until 
     CHECK_FALSE(left);
     REQUIRE_FALSE(fz.subsystem().set_state(*cold, freezer_state::thawed));
     REQUIRE(within(20000, [&] { return left.load(); }));
-    if (!noted) phase = 3;
-    t.join();
 }
 
 namespace {
@@ -163,9 +181,14 @@ TEST_CASE("each freeze starts a new generation of a thread's gate, and a thread 
         {
             read_section rs;
             phase = 1;
-            while (phase != 2) std::this_thread::yield();
+            while (phase != 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
         }  // pays the freeze it owes: parks here
         left = true;
+    });
+    finally release([&] {
+        phase = 2;
+        (void)fz.subsystem().set_state(*cold, freezer_state::thawed);
+        t.join();
     });
     REQUIRE(within(20000, [&] { return phase == 1; }));
     REQUIRE_FALSE(h.attach(tid.load(), *cold));
@@ -192,5 +215,4 @@ TEST_CASE("each freeze starts a new generation of a thread's gate, and a thread 
     CHECK_FALSE(left);
     REQUIRE_FALSE(fz.subsystem().set_state(*cold, freezer_state::thawed));
     REQUIRE(within(20000, [&] { return left.load(); }));
-    t.join();
 }
