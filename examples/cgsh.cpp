@@ -208,6 +208,7 @@ public:
         if (wanted("cpuacct")) add<containers::cpuacct>();
         if (wanted("pids")) add<containers::pids>();
         if (wanted("freezer")) add<containers::freezer>();
+        if (wanted("cpu")) add<containers::cpu_controller>();
     }
 
     hierarchy& tree() noexcept { return h_; }

@@ -10,7 +10,10 @@
 //   (5) moving a task between groups, effective at its next scheduling point,
 //   (6) the cpuset refresh point: before resuming a task, the worker takes on the memory nodes of
 //       the task's group (one comparison when they have not changed),
-//   (7) the freezer: a worker does not resume a task whose group is freezing (may_run, lock-free).
+//   (7) the freezer: a worker does not resume a task whose group is freezing (may_run, lock-free),
+//   (8) cpu weights: a stride scheduler picks the group with the least pass, each group's stride
+//       being 1 / its effective weight (read lock-free), so that groups with cpu.shares 1024 and
+//       4096 get CPU time 1:4.
 #include <containers/containers.hpp>
 
 #include <atomic>
@@ -23,6 +26,7 @@
 #include <mutex>
 #include <sched.h>
 #include <string>
+#include <time.h>
 #include <thread>
 #include <vector>
 
@@ -37,6 +41,7 @@ struct current_task {
 using hierarchy = ct::hierarchy<ct::logical_task_traits<std::uint64_t, current_task>>;
 using cpuset = ct::basic_cpuset<hierarchy>;
 using freezer = ct::basic_freezer<hierarchy>;
+using cpu_weights = ct::basic_cpu<hierarchy>;
 
 // A coroutine task: suspends at every scheduling point, records where each slice ran.
 struct task {
@@ -177,6 +182,53 @@ task parent_task(runtime* rt, std::atomic<int>* progress) {
     }
 }
 
+std::uint64_t thread_cpu_ns() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// A task that burns 200 us of CPU per slice, forever.
+task busy_task() {
+    for (;;) {
+        std::uint64_t const until = thread_cpu_ns() + 200'000;
+        while (thread_cpu_ns() < until) {
+        }
+        co_await std::suspend_always{};
+    }
+}
+
+// (8) Stride scheduling over groups: each round resumes one task of the group with the least pass,
+// then advances that group's pass by its stride, 1 / effective weight. Deterministic: the slice
+// counts depend only on the weights. Returns each group's slices and CPU time.
+struct weighted_group {
+    hierarchy::container* group;
+    std::deque<std::coroutine_handle<task::promise_type>> ready;
+    double pass = 0;
+    int slices = 0;
+    std::uint64_t cpu_ns = 0;
+};
+void run_by_weight(std::vector<weighted_group>& groups, int rounds) {
+    for (int r = 0; r < rounds; ++r) {
+        weighted_group* next = nullptr;
+        for (auto& g : groups) {
+            if (!g.ready.empty() && (next == nullptr || g.pass < next->pass)) next = &g;
+        }
+        if (next == nullptr) return;
+        double const weight = cpu_weights::effective_weight(*next->group);  // lock-free
+        auto h = next->ready.front();
+        next->ready.pop_front();
+        running = h.promise().id;
+        std::uint64_t const t0 = thread_cpu_ns();
+        h.resume();
+        next->cpu_ns += thread_cpu_ns() - t0;
+        running = 0;
+        next->ready.push_back(h);
+        next->slices++;
+        next->pass += 1.0 / weight;
+    }
+}
+
 std::string cpus_of(std::vector<int> const& v, std::size_t from, std::size_t to) {
     std::map<int, int> counts;
     for (std::size_t i = from; i < std::min(to, v.size()); ++i) counts[v[i]]++;
@@ -193,6 +245,8 @@ int main() {
     if (std::error_code ec = h.register_subsystem(cs)) return std::fprintf(stderr, "cpuset: %s\n", ec.message().c_str()), 1;
     ct::subsystem_handle<freezer, hierarchy> fz;
     if (std::error_code ec = h.register_subsystem(fz)) return std::fprintf(stderr, "freezer: %s\n", ec.message().c_str()), 1;
+    ct::subsystem_handle<cpu_weights, hierarchy> cu;
+    if (std::error_code ec = h.register_subsystem(cu)) return std::fprintf(stderr, "cpu: %s\n", ec.message().c_str()), 1;
     ct::cpumask const online = cs.subsystem().machine().online_cpus & cs.subsystem().machine().allowed_cpus;
     std::vector<std::size_t> cpus(online.begin(), online.end());
     std::size_t const left_cpu = cpus.front();
@@ -265,5 +319,38 @@ int main() {
     for (int c : slices["stayer"]) ok = ok && c == static_cast<int>(right_cpu);
     for (int c : slices["child"]) ok = ok && c == static_cast<int>(left_cpu);
     if (!ok) std::puts("UNEXPECTED: a task ran outside its group's CPUs, or did not finish");
+
+    // (8) Two groups by cpu.shares, two tasks each, scheduled by weight on this thread.
+    std::vector<weighted_group> groups;
+    std::uint64_t next_id = 1000;
+    for (auto [name, shares] : {std::pair{"/light", "1024"}, std::pair{"/heavy", "4096"}}) {
+        hierarchy::container* grp = nullptr;
+        if (ct::fs::mkdir(h, name) || ct::fs::write(h, std::string(name) + "/cpuset.cpus", std::to_string(left_cpu)) ||
+            ct::fs::write(h, std::string(name) + "/cpuset.mems", mems) || ct::fs::write(h, std::string(name) + "/cpu.shares", shares) ||
+            h.lookup(name, grp)) {
+            return std::fprintf(stderr, "cannot configure %s\n", name), 1;
+        }
+        weighted_group wg{grp, {}};
+        for (int i = 0; i < 2; ++i) {
+            task t = busy_task();
+            t.handle.promise().id = next_id;
+            if (std::error_code ec = h.attach(next_id++, *grp)) return std::fprintf(stderr, "attach: %s\n", ec.message().c_str()), 1;
+            wg.ready.push_back(t.handle);
+        }
+        groups.push_back(std::move(wg));
+    }
+    run_by_weight(groups, 1000);
+    double const ratio = static_cast<double>(groups[1].cpu_ns) / static_cast<double>(groups[0].cpu_ns);
+    bool const by_weight = ratio > 4.0 * 0.95 && ratio < 4.0 * 1.05;
+    std::printf("\nweighted: light (cpu.shares 1024, weight %.0f) ran %d slices, heavy (cpu.shares 4096, weight %.0f) ran %d\n",
+                cpu_weights::effective_weight(*groups[0].group), groups[0].slices, cpu_weights::effective_weight(*groups[1].group), groups[1].slices);
+    std::printf("CPU time heavy:light within 5%% of 4: %s\n", by_weight ? "yes" : "no");
+    for (auto& wg : groups) {
+        for (auto t : wg.ready) {
+            (void)h.exit(t.promise().id);
+            t.destroy();
+        }
+    }
+    ok = ok && by_weight;
     return ok ? 0 : 1;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cftype.hpp"               // IWYU pragma: export
+#include "cpu.hpp"                  // IWYU pragma: export
 #include "cpuacct.hpp"              // IWYU pragma: export
 #include "cpumask.hpp"              // IWYU pragma: export
 #include "cpuset.hpp"               // IWYU pragma: export

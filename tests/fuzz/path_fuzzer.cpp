@@ -1,12 +1,14 @@
 // libFuzzer harness for the path interface: each input is a sequence of operations (mkdir,
 // rmdir, read, write, list, attach, fork, exit, a cpuacct charge, a typed setter of pids, cpuacct
-// or freezer) on a small space of paths and values, run against one hierarchy of logical tasks
-// with cpuacct, pids and freezer registered; after each, the invariants are checked: the tree is
-// consistent with the count, every task is in exactly one live container, the index agrees,
-// pids.current is the number of tasks of each subtree, a group is freezing exactly when it or an
-// ancestor was frozen (so a child of a FROZEN group reads FROZEN) and its tasks may not run,
-// cpuacct's usage is user + system time, and every file of the three reads what its typed getter
-// returns.
+// or freezer, a cpu charge) on a small space of paths and values, run against one hierarchy of
+// logical tasks with cpuacct, pids, freezer and cpu registered; after each, the invariants are
+// checked: the tree is consistent with the count, every task is in exactly one live container,
+// the index agrees, pids.current is the number of tasks of each subtree, a group is freezing
+// exactly when it or an ancestor was frozen (so a child of a FROZEN group reads FROZEN) and its
+// tasks may not run, cpuacct's usage is user + system time, every file of pids, cpuacct and
+// freezer reads what its typed getter returns, and cpu's settings are within the kernel's limits,
+// each quota within its nearest limited ancestor's, and a group weighs something exactly when its
+// subtree has a task.
 // Build: clang++-14 -fsanitize=fuzzer,address,undefined (CONTAINERS_BUILD_FUZZERS=ON).
 #include <containers/containers.hpp>
 #include <containers/pids.hpp>
@@ -27,6 +29,7 @@ using H = containers::hierarchy<containers::logical_task_traits<std::int32_t, ru
 using C = H::container;
 using pids = containers::basic_pids<H>;
 using F = containers::basic_freezer<H>;
+using CPU = containers::basic_cpu<H>;
 
 struct input {
     std::uint8_t const* data;
@@ -48,7 +51,8 @@ std::string component(input& in) {
                                         "cgroup.clone_children", "release_agent", ".", "..", "", "x\ny",
                                         "cpuacct.usage", "cpuacct.usage_user", "cpuacct.usage_sys", "cpuacct.stat",
                                         "pids.max", "pids.current", "pids.peak", "pids.events",
-                                        "freezer.state", "freezer.self_freezing", "freezer.parent_freezing"};
+                                        "freezer.state", "freezer.self_freezing", "freezer.parent_freezing",
+                                        "cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.cfs_burst_us", "cpu.stat"};
     std::uint8_t const b = in.byte();
     if (b < 240) return names[b % std::size(names)];
     return in.bytes(b % 8);  // raw bytes now and then
@@ -65,7 +69,7 @@ std::string path(input& in) {
 std::string value(input& in) {
     static char const* const values[] = {"0",   "1",       "1\n",     " 2 ",   "0x10",     "-1",       "abc",
                                          "",    "3",       "7\n",     "max",   "4194305",  "18446744073709551616",
-                                         "FROZEN", "THAWED\n", "FREEZING"};
+                                         "FROZEN", "THAWED\n", "FREEZING", "1000", "50000", "262145", "100000"};
     std::uint8_t const b = in.byte();
     if (b < 200) return values[b % std::size(values)];
     return in.bytes(b % 32);
@@ -92,6 +96,32 @@ void check(H& h) {
         auto const& acct = h.state_of<containers::basic_cpuacct<H>>(c);
         if (acct.usage != acct.user + acct.sys) std::abort();
         if (pids::limit(c) < 0 || pids::limit(c) > pids::max_limit) std::abort();
+        // cpu: the kernel's limits hold; a quota fits the nearest limited ancestor's; a group
+        // weighs something exactly when a task is in its subtree.
+        CPU& cpu = *h.subsystem<CPU>();
+        std::uint64_t shares = 0, period = 0, burst = 0;
+        std::int64_t quota = 0;
+        if (cpu.get_shares_locked(c, shares) || cpu.get_period_us_locked(c, period) || cpu.get_quota_us_locked(c, quota) ||
+            cpu.get_burst_us_locked(c, burst)) {
+            std::abort();
+        }
+        if (shares < 2 || shares > 262144 || period < 1000 || period > 1000000) std::abort();
+        if (quota != -1 && (quota < 1000 || quota > (std::int64_t{1} << 44) - 1 || burst > static_cast<std::uint64_t>(quota))) std::abort();
+        if (quota != -1) {
+            for (C* p = c.parent(); p != nullptr && !p->is_top(); p = p->parent()) {
+                std::int64_t pq = 0;
+                std::uint64_t pp = 0;
+                if (cpu.get_quota_us_locked(*p, pq) || cpu.get_period_us_locked(*p, pp)) std::abort();
+                if (pq == -1) continue;
+                // The kernel's 2^20 fixed point of quota/period, where it does not wrap (below 2^44 ns).
+                auto ratio = [](std::int64_t q, std::uint64_t per) {
+                    return (static_cast<unsigned __int128>(q) * 1000 << 20) / (per * 1000);
+                };
+                if (quota < 17'000'000 && pq < 17'000'000 && ratio(quota, period) > ratio(pq, pp)) std::abort();
+                break;
+            }
+        }
+        if (!c.is_top() && (CPU::effective_weight(c) > 0) != (below > 0)) std::abort();
         for (auto const& t : containers::views::tasks(c)) {
             ++tasks;
             if (&t.container() != &c || h.find_task(t.id) != &t) std::abort();
@@ -167,11 +197,13 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
     if (h.register_subsystem(pids_handle)) std::abort();
     containers::subsystem_handle<F, H> fz;
     if (h.register_subsystem(fz)) std::abort();
+    containers::subsystem_handle<CPU, H> cpu;
+    if (h.register_subsystem(cpu)) std::abort();
     input in{data, size};
     std::string out;
     std::vector<std::string> names;
     while (in.size > 0) {
-        switch (in.byte() % 10) {
+        switch (in.byte() % 11) {
             case 0: (void)containers::fs::mkdir(h, path(in)); break;
             case 1: (void)containers::fs::rmdir(h, path(in)); break;
             case 2: (void)containers::fs::read(h, path(in), out); break;
@@ -190,6 +222,7 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
             case 7: (void)h.exit(in.byte() % 16); break;
             case 8: cpuacct.subsystem().charge(h, in.byte() % 16, in.byte(), in.byte()); break;
             case 9: typed_set(h, in, cpuacct.subsystem(), fz.subsystem()); break;
+            case 10: (void)cpu.subsystem().charge(h, in.byte() % 16, std::uint64_t{in.byte()} * 100'000); break;
         }
         check(h);
         check_files(h, cpuacct.subsystem(), fz.subsystem());

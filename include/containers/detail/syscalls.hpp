@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -30,6 +31,7 @@ enum class call {
     pidfd_open,
     pidfd_send_signal,
     thread_create,  // starting a helper thread of the library's own
+    setpriority,    // PRIO_PROCESS of one thread (the cpu subsystem's nice values)
 };
 
 /// Returns 0 to let the call through, or an errno value to fail it with (the real call is then
@@ -98,6 +100,10 @@ template <class F>
 
 [[nodiscard]] inline int pidfd_send_signal(int pidfd, int sig) noexcept {
     return checked(call::pidfd_send_signal, [&] { return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0)); });
+}
+
+[[nodiscard]] inline int setpriority(pid_t tid, int nice) noexcept {
+    return checked(call::setpriority, [&] { return ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), nice); });
 }
 
 /// Whether a helper thread of the library's own may be started now (the seam for thread
