@@ -156,4 +156,8 @@ TEST_CASE("the freezer's signal is checked at registration", "[freezer][signal]"
     CHECK_FALSE(clash);
     H fourth;
     CHECK(fourth.register_subsystem(clash, SIGKILL) == std::errc::invalid_argument);
+    // A standard signal does not queue: a second freeze sent while one is pending would be lost.
+    CHECK(fourth.register_subsystem(clash, SIGUSR1) == std::errc::invalid_argument);
+    CHECK(fourth.register_subsystem(clash, SIGRTMAX + 1) == std::errc::invalid_argument);
+    CHECK_FALSE(clash);
 }

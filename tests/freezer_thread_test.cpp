@@ -202,13 +202,19 @@ TEST_CASE("freezing and thawing while threads join, leave and exit keeps every t
         });
     }
     REQUIRE_FALSE(x.h.attach(other.tid(), *x.cold));
+    bool in_cold = true;
     // At least `rounds` changes, and on until the churn has completed some threads (bounded).
     for (int i = 0; i < rounds || (lived < 30 && i < 100 * rounds); ++i) {
         if (i >= rounds) std::this_thread::sleep_for(std::chrono::milliseconds(1));
         C& c = i % 3 == 0 ? *x.warm : *x.cold;
         REQUIRE_FALSE(x.f().set_state(c, i % 2 == 0 ? freezer_state::frozen : freezer_state::thawed));
-        (void)x.f().get_state(*x.cold);
-        if (i % 10 == 0) REQUIRE_FALSE(x.h.attach(other.tid(), i % 20 == 0 ? *x.warm : *x.cold));
+        if (x.f().get_state(*x.cold) == freezer_state::frozen && in_cold) {
+            CHECK(test::thread_state(other.tid()) == 'S');  // FROZEN means parked: nothing of it runs
+        }
+        if (i % 10 == 0) {
+            in_cold = i % 20 != 0;
+            REQUIRE_FALSE(x.h.attach(other.tid(), in_cold ? *x.cold : *x.warm));
+        }
     }
     REQUIRE_FALSE(x.f().set_state(*x.cold, freezer_state::thawed));
     REQUIRE_FALSE(x.f().set_state(*x.warm, freezer_state::thawed));
@@ -226,21 +232,28 @@ TEST_CASE("a thread is not frozen while it holds a hierarchy lock or is inside a
     H other;  // its lock is the one held: parking the holder would block every user of `other`
     std::atomic<int> phase{0};  // 1: holds the lock; 2: let it go; 3: in a read section; 4: leave it
     std::atomic<int> done{0};
+    std::atomic<int> noted{0};  // the round in which the handler ran and left its note
     std::atomic<pid_t> tid{0};
+    auto note = [&](int round) {
+        while (phase == round) {
+            if (detail::tls_after_last_unlock.load(std::memory_order_relaxed) != nullptr) noted = round;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    };
     std::thread t([&] {
         tid = thread_task_traits::self();
         while (phase != 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
         {
             auto lock = other.manage_lock();
             done = 1;
-            while (phase != 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            note(1);
         }  // parks here, at its last unlock
         done = 2;
         while (phase != 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
         {
             read_section rs;
             done = 3;
-            while (phase != 4) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            note(3);
         }  // and here, leaving the section
         done = 4;
     });
@@ -251,8 +264,8 @@ TEST_CASE("a thread is not frozen while it holds a hierarchy lock or is inside a
         phase = round;
         REQUIRE(eventually([&] { return done == round; }));
         REQUIRE_FALSE(x.f().set_state(*x.cold, freezer_state::frozen));
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        CHECK(x.f().get_state(*x.cold) == freezer_state::freezing);  // the signal came, it did not park
+        CHECK(eventually([&] { return noted == round; }));  // the signal came and the handler ran
+        CHECK(x.f().get_state(*x.cold) == freezer_state::freezing);  // but it did not park
         phase = round + 1;
         REQUIRE(eventually([&] { return x.frozen(*x.cold); }));
         CHECK(done == round);

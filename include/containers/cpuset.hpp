@@ -57,6 +57,7 @@
 #include "cpumask.hpp"
 #include "detail/errors.hpp"
 #include "detail/function.hpp"
+#include "detail/owned_mutex.hpp"
 #include "detail/rcu.hpp"
 #include "detail/syscalls.hpp"
 #include "detail/tree_walk.hpp"
@@ -76,11 +77,13 @@ public:
     static constexpr int scale = 1000;
 
     void mark_event(std::int64_t now_seconds) noexcept {
+        containers::detail::no_freeze nf;  // never parked holding it (the freezer)
         std::lock_guard g(mutex_);
         update(now_seconds);
         count_ = std::min(max_count, count_ + scale);
     }
     [[nodiscard]] int rate(std::int64_t now_seconds) noexcept {
+        containers::detail::no_freeze nf;  // never parked holding it (the freezer)
         std::lock_guard g(mutex_);
         update(now_seconds);
         return value_;
@@ -281,6 +284,7 @@ public:
     /// A copy of the machine as the cpuset sees it now. Takes a lock of the cpuset's own
     /// (set_topology may replace it concurrently); may allocate (masks beyond 256 bits).
     [[nodiscard]] topology machine() const {
+        containers::detail::no_freeze nf;  // never parked holding it (the freezer)
         std::lock_guard g(topology_mutex_);
         return topology_;
     }
@@ -468,6 +472,7 @@ public:
     }
     /// Called, without the hierarchy's locks, with the new partition whenever it changes.
     void on_sched_domains_changed(std::function<void(std::vector<cpumask> const&)> callback) {
+        containers::detail::no_freeze nf;  // never parked holding it (the freezer)
         std::lock_guard g(domains_mutex_);
         has_domains_callback_.store(static_cast<bool>(callback), std::memory_order_release);
         domains_callback_ = std::move(callback);
@@ -725,6 +730,7 @@ public:
                     s.mems = std::move(plan.nodes[i].mems);
                     if (snapshot* old = install(s, plan.nodes[i].next)) h.retire(*old);
                 }
+                containers::detail::no_freeze nf;  // never parked holding it (the freezer)
                 std::lock_guard g(topology_mutex_);
                 topology_ = std::move(t);
             }
@@ -1005,6 +1011,7 @@ private:
             std::vector<cpumask> now = cs.sched_domains(h);
             std::function<void(std::vector<cpumask> const&)> callback;
             {
+                containers::detail::no_freeze nf;  // never parked holding it (the freezer)
                 std::lock_guard g(cs.domains_mutex_);
                 if (now == cs.last_domains_) return std::error_code{};
                 cs.last_domains_ = now;

@@ -204,6 +204,10 @@ inline void release_reader(reader& r) noexcept {
 // Thread exit (the pthread key's destructor): after C++ thread_local destructors, which may still
 // open sections, have run.
 inline void on_thread_exit(void* p) noexcept {
+    // From here on the thread is never parked (the freezer): its exit reports pin hierarchies
+    // that another thread may be waiting to destroy. It counts as frozen once it is gone.
+    tls_exiting.store(true, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
     if (auto hook = global.before_exit.load(std::memory_order_acquire)) hook();
     if (tls_anonymous_nesting != 0) {  // it exited inside an anonymous section
         tls_anonymous_nesting = 0;
@@ -438,8 +442,9 @@ public:
     read_section() noexcept { detail::rcu_read_lock(); }
     ~read_section() {
         detail::rcu_read_unlock();
+        std::atomic_signal_fence(std::memory_order_seq_cst);  // the section's end, then the note
         // Work a signal handler put off until the thread left its sections (the freezer's park).
-        if (detail::tls_after_last_unlock != nullptr) [[unlikely]] detail::owned_mutex::run_after_last_unlock();
+        if (detail::tls_after_last_unlock.load(std::memory_order_relaxed) != nullptr) [[unlikely]] detail::owned_mutex::run_after_last_unlock();
     }
     read_section(read_section const&) = delete;
     read_section& operator=(read_section const&) = delete;

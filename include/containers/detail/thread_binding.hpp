@@ -92,6 +92,7 @@ public:
     }
 
     std::uint64_t enroll(binding_owner* owner) {
+        no_freeze nf;  // every section of mutex_: a thread parked holding it would block the others
         std::lock_guard g(mutex_);
         std::uint64_t const serial = next_++;
         owners_.emplace_back(serial, owner);
@@ -101,11 +102,13 @@ public:
     /// that reports never waits for a grace period while pinned (a hierarchy's thread_exited
     /// frees nothing), so this wait ends even when the caller is inside a read section.
     void leave(std::uint64_t serial, binding_owner* owner) noexcept {
+        no_freeze nf;
         std::unique_lock g(mutex_);
         std::erase_if(owners_, [serial](auto const& p) { return p.first == serial; });
         unpinned_.wait(g, [owner] { return owner->pins_ == 0; });
     }
     [[nodiscard]] bool live(std::uint64_t serial) noexcept {
+        no_freeze nf;
         std::lock_guard g(mutex_);
         return std::any_of(owners_.begin(), owners_.end(), [serial](auto const& p) { return p.first == serial; });
     }
@@ -114,6 +117,7 @@ public:
     void thread_exited(binding b) noexcept {
         binding_owner* owner = nullptr;
         {
+            no_freeze nf;
             std::lock_guard g(mutex_);
             for (auto const& [serial, o] : owners_) {
                 if (serial == b.serial) owner = o;
@@ -123,6 +127,7 @@ public:
         }
         owner->thread_exited(b.task);
         {
+            no_freeze nf;
             std::lock_guard g(mutex_);
             --owner->pins_;
         }
@@ -135,14 +140,22 @@ private:
             fatal("containers: cannot install the thread-binding fork handler\n");
         }
     }
-    static void before_fork() noexcept { instance().mutex_.lock(); }
-    static void after_fork_parent() noexcept { instance().mutex_.unlock(); }
+    // The no-freeze section spans fork(): entered before the lock, left after the unlock.
+    static void before_fork() noexcept {
+        enter_no_freeze();
+        instance().mutex_.lock();
+    }
+    static void after_fork_parent() noexcept {
+        instance().mutex_.unlock();
+        leave_no_freeze();
+    }
     static void after_fork_child() noexcept {
         binding_registry& r = instance();
         // The threads that held pins, or waited for them, do not exist here.
         for (auto const& p : r.owners_) p.second->pins_ = 0;
         r.unpinned_.reset_after_fork();
         r.mutex_.unlock();
+        leave_no_freeze();
     }
 
     std::mutex mutex_;
