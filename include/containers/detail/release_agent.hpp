@@ -30,6 +30,8 @@
 //   as are programs that cannot be started.
 #pragma once
 
+#include "owned_mutex.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
@@ -128,6 +130,7 @@ public:
         std::shared_ptr<agent_type const> agent;
         event* lost = nullptr;
         {
+            no_freeze nf;  // the freezer never parks a thread holding the queue lock
             std::unique_lock g(b.mutex);
             b.stopping = true;
             b.changed.notify_all();
@@ -158,6 +161,7 @@ public:
         if (agent) p = std::make_shared<agent_type const>(std::move(agent));
         block& b = *b_;
         {
+            no_freeze nf;
             std::lock_guard g(b.mutex);
             if (b.stopping) return;
             b.agent.swap(p);
@@ -174,6 +178,7 @@ public:
     void set_program(std::string_view path) noexcept {
         block& b = *b_;
         path = path.substr(0, std::min(max_program, path.find('\0')));
+        no_freeze nf;
         std::lock_guard g(b.mutex);
         if (b.stopping) return;
         if (!path.empty()) std::memcpy(b.program, path.data(), path.size());  // an empty view may hold no pointer
@@ -183,6 +188,7 @@ public:
     /// Throws std::bad_alloc.
     [[nodiscard]] std::string program() const {
         block& b = *b_;
+        no_freeze nf;
         std::lock_guard g(b.mutex);
         return std::string(b.program);
     }
@@ -208,6 +214,7 @@ public:
         e->path()[len] = '\0';
         e->len = len;
         {
+            no_freeze nf;
             std::lock_guard g(b.mutex);
             if (!b.stopping && b.armed.load(std::memory_order_relaxed)) {
                 (b.tail != nullptr ? b.tail->next : b.head) = e;
@@ -231,6 +238,7 @@ public:
     [[nodiscard]] int flush() noexcept {
         block& b = *b_;
         if (release_worker_of_this_thread == &b) return 0;
+        no_freeze nf;
         std::unique_lock g(b.mutex);
         std::uint64_t const target = b.queued;
         while (b.finished < target) {
@@ -350,6 +358,7 @@ private:
         defer_grace_periods const defer;
         prepare_worker(b);
         long poll_ms = 1;
+        no_freeze nf;
         std::unique_lock g(b.mutex);
         for (;;) {
             if (b.children != nullptr) reap(b);
