@@ -1,7 +1,8 @@
 # Sourced by the other scripts: installs, from Debian's packages, whatever the build lacks.
 containers_install_deps() {
-    # libfuse3-dev and fuse3 (fusermount3) for the optional containers::fuse; the rest builds without them.
-    local wanted=(cmake ninja-build g++ clang-14 libclang-rt-14-dev libboost-dev librange-v3-dev catch2 libbenchmark-dev libfuse3-dev fuse3 "$@")
+    # libfuse3-dev, fuse3 (fusermount3) and pkg-config (which finds libfuse3) for the optional
+    # containers::fuse; the rest builds without them.
+    local wanted=(cmake ninja-build g++ clang-14 libclang-rt-14-dev libboost-dev librange-v3-dev catch2 libbenchmark-dev libfuse3-dev fuse3 pkg-config "$@")
     local missing=()
     for p in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
