@@ -411,11 +411,9 @@ TEST_CASE("a host process that dies leaves no mount behind (auto_unmount)", "[fu
     if (::access("/usr/bin/fusermount3", X_OK) != 0 && ::access("/bin/fusermount3", X_OK) != 0) {
         CONTAINERS_SKIP("fusermount3 (Debian's fuse3) is not installed: no helper to unmount after a crash");
     }
-    struct stat root_here, root_of_init;
-    if (::stat("/", &root_here) == 0 && ::stat("/proc/1/root/", &root_of_init) == 0 &&
-        (root_here.st_dev != root_of_init.st_dev || root_here.st_ino != root_of_init.st_ino)) {
-        // Seen in scripts/check-fresh-machine's debootstrapped root: the helper never unmounted
-        // there, while it does at once on the machine itself. Not understood yet: skipped, not hidden.
+    if (std::getenv("CONTAINERS_IN_CHROOT") != nullptr) {
+        // Set by scripts/check-fresh-machine: in its debootstrapped root the helper never unmounted,
+        // while on the machine itself it does at once. Not understood yet: skipped, not hidden.
         CONTAINERS_SKIP("inside a chroot fusermount3's auto_unmount was seen not to unmount");
     }
     char tmpl[] = "/tmp/containers-fuse-XXXXXX";
